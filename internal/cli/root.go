@@ -63,6 +63,8 @@ func newRootCmd(s *streams) *cobra.Command {
 	})
 	root.AddCommand(
 		newVersionCmd(s),
+		newVerifyCmd(s),
+		newScanCmd(s),
 	)
 	return root
 }

@@ -1,0 +1,16 @@
+// Package manifest reads, validates, scores and serves agent capability
+// manifests.
+//
+// Two shapes exist in the wild and both are read into one model: the spec
+// shape (identity, reversibility and privacy objects) and the legacy shape
+// emitted by the widely installed Python package (top-level agent_id,
+// privacy_contract, capabilities.reversibility as a string, duration strings
+// such as "24h"). Document builds the one JSON document a sidecar serves at
+// /.well-known/agent-manifest, which readers of either shape parse.
+//
+// TrustScore computes the 0–10 score exactly as the Python package does, so a
+// mixed mesh agrees on every number; CapTrustLevel limits a remote agent's
+// claimed trust level to what it has proven.
+//
+// The package imports no other iatp package.
+package manifest
