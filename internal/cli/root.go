@@ -65,6 +65,7 @@ func newRootCmd(s *streams) *cobra.Command {
 		newVersionCmd(s),
 		newVerifyCmd(s),
 		newScanCmd(s),
+		newKeygenCmd(s), newAttestCmd(s), newManifestCmd(s),
 	)
 	return root
 }
