@@ -66,6 +66,7 @@ func newRootCmd(s *streams) *cobra.Command {
 		newVerifyCmd(s),
 		newScanCmd(s),
 		newKeygenCmd(s), newAttestCmd(s), newManifestCmd(s),
+		newAuditCmd(s),
 	)
 	return root
 }

@@ -1,0 +1,203 @@
+package recorder
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is an injectable clock that moves only when told.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// testKey is a fixed checkpoint key.
+var testKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+
+// logBuffer captures slog output.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
+
+// openTest opens a log in dir with cfg (Dir, Logger and Clock filled in if
+// unset) and closes it at the end of the test.
+func openTest(t testing.TB, dir string, cfg Config) *Log {
+	t.Helper()
+	cfg.Dir = dir
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	l, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// appendN appends n request records of traces trace-<i%traces>.
+func appendN(t testing.TB, l *Log, n, traces int) []uint64 {
+	t.Helper()
+	var seqs []uint64
+	for i := 0; i < n; i++ {
+		r := &Record{Kind: KindRequest, TraceID: traceName(i % traces), AgentID: "agent-a",
+			Payload: []byte(`{"task":"do something useful","i":` + itoa(i) + `}`)}
+		seq, err := l.Append(context.Background(), r)
+		if err != nil {
+			t.Fatalf("Append %d: %v", i, err)
+		}
+		seqs = append(seqs, seq)
+	}
+	return seqs
+}
+
+func traceName(i int) string { return "trace-" + itoa(i) }
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; i > 0; i /= 10 {
+		b = append([]byte{byte('0' + i%10)}, b...)
+	}
+	return string(b)
+}
+
+// segFiles lists the segment file names of dir.
+func segFiles(t testing.TB, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "seg-*.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(m)
+	return m
+}
+
+// readLines returns the lines of a file (with their newlines).
+func readLines(t testing.TB, path string) [][]byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			out = append(out, data)
+			break
+		}
+		out = append(out, data[:i+1])
+		data = data[i+1:]
+	}
+	return out
+}
+
+func writeLines(t testing.TB, path string, lines [][]byte) {
+	t.Helper()
+	if err := os.WriteFile(path, bytes.Join(lines, nil), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// findLine returns the segment path and line index of record seq.
+func findLine(t testing.TB, dir string, seq uint64) (string, int) {
+	t.Helper()
+	want := []byte(`{"seq":` + itoa(int(seq)) + `,`)
+	for _, p := range segFiles(t, dir) {
+		for i, line := range readLines(t, p) {
+			if bytes.HasPrefix(line, want) {
+				return p, i
+			}
+		}
+	}
+	t.Fatalf("seq %d not found", seq)
+	return "", 0
+}
+
+// copyDir copies the regular files of src into a new temporary directory.
+func copyDir(t testing.TB, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() || e.Name() == lockFile {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+// mustVerify fails the test unless dir verifies.
+func mustVerify(t testing.TB, dir string, opts VerifyOptions) *VerifyReport {
+	t.Helper()
+	rep, err := Verify(context.Background(), dir, opts)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	return rep
+}
+
+func containsAll(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -1,0 +1,251 @@
+package recorder
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// retentionCheckInterval is how often age-based retention is checked
+// between rotations (which check it too).
+const retentionCheckInterval = time.Minute
+
+// maintLoop seals segments (writes their index files, or rebuilds lost
+// ones) and applies retention, after each rotation and once a minute.
+func (l *Log) maintLoop() {
+	defer l.wg.Done()
+	t := time.NewTicker(retentionCheckInterval)
+	defer t.Stop()
+	for {
+		l.sealAll()
+		if err := l.enforceRetention(); err != nil && !errors.Is(err, ErrClosed) {
+			l.logger.Error("recorder: retention", "dir", l.dir, "err", err)
+		}
+		select {
+		case <-l.stop:
+			return
+		case <-l.kick:
+		case <-t.C:
+		}
+	}
+}
+
+// sealed returns a snapshot of the sealed segments (all but the active one).
+func (l *Log) sealed() []*segment {
+	l.segMu.RLock()
+	defer l.segMu.RUnlock()
+	if len(l.segs) == 0 {
+		return nil
+	}
+	return append([]*segment(nil), l.segs[:len(l.segs)-1]...)
+}
+
+// sealAll writes the index file of every sealed segment that lacks one.
+func (l *Log) sealAll() {
+	l.maintMu.Lock()
+	defer l.maintMu.Unlock()
+	for _, s := range l.sealed() {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		l.idxMu.RLock()
+		need, mem := s.disk == nil, s.mem
+		l.idxMu.RUnlock()
+		if !need || !s.acquire() {
+			continue
+		}
+		err := l.seal(s, mem)
+		s.release()
+		if err != nil {
+			l.logger.Error("recorder: writing segment index; queries scan the segment meanwhile",
+				"segment", s.name, "err", err)
+		}
+	}
+}
+
+// seal writes s's index file from its frozen in-memory index, or by reading
+// the segment when there is none, and switches queries to it.
+func (l *Log) seal(s *segment, mem *memIndex) error {
+	size := s.size.Load()
+	var ents []idxEntry
+	if mem != nil {
+		l.idxMu.RLock()
+		ents = mem.sorted()
+		l.idxMu.RUnlock()
+	} else {
+		var err error
+		if ents, err = scanIndex(s.rf, size); err != nil {
+			return err
+		}
+	}
+	path := segPath(l.dir, idxName(s.name))
+	if err := writeIndexFile(path, s.first, size, ents); err != nil {
+		return err
+	}
+	xf, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	info, err := xf.Stat()
+	var d *diskIndex
+	if err == nil {
+		d, err = parseIndexHeader(xf, info.Size())
+	}
+	if err != nil {
+		xf.Close()
+		return err
+	}
+	l.idxMu.Lock()
+	if s.idxf != nil {
+		s.old = append(s.old, s.idxf)
+	}
+	s.disk, s.idxf, s.mem = d, xf, nil
+	l.idxMu.Unlock()
+	return nil
+}
+
+// scanIndex reads a segment and returns its index entries, sorted.
+func scanIndex(r io.ReaderAt, size int64) ([]idxEntry, error) {
+	m := newMemIndex()
+	lr := newLineReader(io.NewSectionReader(r, 0, size), 0)
+	for {
+		line, off, err := lr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		h, ok := parseHead(line)
+		if !ok {
+			return nil, fmt.Errorf("line at offset %d is not a record", off)
+		}
+		if len(h.traceID) > 0 {
+			m.add(traceKey(string(h.traceID)), pos{off: uint32(off), n: uint32(len(line) + 1)})
+		}
+	}
+	return m.sorted(), nil
+}
+
+// retentionDetails is the Details of a KindRetention record.
+type retentionDetails struct {
+	Reason            string   `json:"reason"` // max_age, max_total_bytes or both
+	Segments          []string `json:"segments"`
+	RemovedFirstSeq   uint64   `json:"removed_first_seq"`
+	RemovedThroughSeq uint64   `json:"removed_through_seq"`
+	RemovedBytes      int64    `json:"removed_bytes"`
+	// NextSeq and NextPrevHash describe the oldest kept record: the seq it
+	// has and the prev_hash it carries. Verify checks the log starts there.
+	NextSeq      uint64 `json:"next_seq"`
+	NextPrevHash string `json:"next_prev_hash"`
+}
+
+// indexBytes is the size of a segment's index file, 0 if it has none.
+func (l *Log) indexBytes(s *segment) int64 {
+	l.idxMu.RLock()
+	defer l.idxMu.RUnlock()
+	if s.disk == nil {
+		return 0
+	}
+	d := s.disk
+	return int64(idxHeaderLen) + int64(len(d.fences))*12 + int64(d.count)*idxEntryLen
+}
+
+// enforceRetention removes the oldest sealed segments while they are older
+// than MaxAge or the log is larger than MaxTotalBytes. The removal is first
+// recorded (a KindRetention record, fsynced), then the files go, so the
+// chain stays verifiable from the oldest kept segment and the record tells
+// Verify where the log must start.
+func (l *Log) enforceRetention() error {
+	l.maintMu.Lock()
+	defer l.maintMu.Unlock()
+	now := l.clock()
+	l.segMu.RLock()
+	segs := append([]*segment(nil), l.segs...)
+	l.segMu.RUnlock()
+	if len(segs) < 2 {
+		return nil
+	}
+	var total int64
+	for _, s := range segs {
+		total += s.size.Load() + l.indexBytes(s)
+	}
+	var byAge, bySize bool
+	var removedBytes int64
+	n := 0
+	for _, s := range segs[:len(segs)-1] {
+		old := now.Sub(s.last.time) > l.cfg.MaxAge
+		big := total > l.cfg.MaxTotalBytes
+		if !old && !big {
+			break
+		}
+		byAge, bySize = byAge || old, bySize || big
+		b := s.size.Load() + l.indexBytes(s)
+		total -= b
+		removedBytes += b
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	remove, lastRemoved := segs[:n], segs[n-1]
+	d := retentionDetails{
+		RemovedFirstSeq: remove[0].first, RemovedThroughSeq: lastRemoved.last.seq, RemovedBytes: removedBytes,
+		NextSeq: lastRemoved.last.seq + 1, NextPrevHash: string(lastRemoved.last.hash[:]),
+	}
+	switch {
+	case byAge && bySize:
+		d.Reason = "max_age,max_total_bytes"
+	case byAge:
+		d.Reason = "max_age"
+	default:
+		d.Reason = "max_total_bytes"
+	}
+	for _, s := range remove {
+		d.Segments = append(d.Segments, s.name)
+	}
+	dj, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	if _, err := l.append(&Record{Kind: KindRetention, Details: dj}); err != nil {
+		return err
+	}
+	if err := l.syncNow(); err != nil {
+		return err
+	}
+	l.segMu.Lock()
+	if len(l.segs) <= n || l.segs[0] != remove[0] {
+		l.segMu.Unlock()
+		return errors.New("segment list changed under retention")
+	}
+	l.segs = append([]*segment(nil), l.segs[n:]...)
+	l.segMu.Unlock()
+	var errs []error
+	for _, s := range remove {
+		if err := os.Remove(segPath(l.dir, idxName(s.name))); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+		if err := os.Remove(segPath(l.dir, s.name)); err != nil {
+			errs = append(errs, err)
+		}
+		s.retire()
+	}
+	if err := syncDir(l.dir); err != nil {
+		errs = append(errs, err)
+	}
+	if l.ck != nil {
+		if err := l.ck.compact(l.dir, d.NextSeq); err != nil {
+			errs = append(errs, fmt.Errorf("compacting checkpoints: %w", err))
+		}
+	}
+	l.logger.Info("recorder: retention removed segments", "dir", l.dir, "reason", d.Reason,
+		"segments", strings.Join(d.Segments, ","), "through_seq", d.RemovedThroughSeq, "bytes", removedBytes)
+	return errors.Join(errs...)
+}
