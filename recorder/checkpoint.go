@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
@@ -53,14 +54,19 @@ func publicKeyString(pub ed25519.PublicKey) string {
 	return "ed25519:" + base64.StdEncoding.EncodeToString(pub)
 }
 
-// signCheckpoint signs a checkpoint of t at now.
-func signCheckpoint(key ed25519.PrivateKey, keyID string, t tip, now time.Time) Checkpoint {
+// signCheckpoint signs a checkpoint of t at now with an Ed25519 signer
+// (checked by Config.withDefaults).
+func signCheckpoint(key crypto.Signer, keyID string, t tip, now time.Time) (Checkpoint, error) {
 	c := Checkpoint{
 		Seq: t.seq, Hash: string(t.hash[:]), Time: now.UTC().Round(0), KeyID: keyID,
 		PublicKey: publicKeyString(key.Public().(ed25519.PublicKey)),
 	}
-	c.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(key, c.message()))
-	return c
+	sig, err := key.Sign(nil, c.message(), crypto.Hash(0))
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("recorder: sign checkpoint: %w", err)
+	}
+	c.Signature = base64.StdEncoding.EncodeToString(sig)
+	return c, nil
 }
 
 // verify checks c's form and signature. With trusted keys, the key c names
@@ -169,7 +175,7 @@ func readCheckpoints(path string, trusted []ed25519.PublicKey) ([]Checkpoint, in
 // checkpointer writes the checkpoints of an open log.
 type checkpointer struct {
 	mu     sync.Mutex
-	key    ed25519.PrivateKey
+	key    crypto.Signer
 	keyID  string
 	path   string
 	f      *os.File // append handle
@@ -179,7 +185,10 @@ type checkpointer struct {
 
 // write signs and appends a checkpoint of t and fsyncs it. Callers hold mu.
 func (ck *checkpointer) write(t tip, now time.Time) error {
-	c := signCheckpoint(ck.key, ck.keyID, t, now)
+	c, err := signCheckpoint(ck.key, ck.keyID, t, now)
+	if err != nil {
+		return err
+	}
 	line, err := json.Marshal(c)
 	if err != nil {
 		return err

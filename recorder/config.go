@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"crypto"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
@@ -64,8 +65,9 @@ type Config struct {
 	// MaxRecordBytes bounds one encoded record; a larger one is refused with
 	// ErrRecordTooLarge. 0 means 1 MiB; at most 64 MiB.
 	MaxRecordBytes int
-	// CheckpointKey signs checkpoints; nil means no checkpoints.
-	CheckpointKey ed25519.PrivateKey
+	// CheckpointKey signs checkpoints: an Ed25519 key (an
+	// ed25519.PrivateKey, or an identity.PrivateKey). Nil means no checkpoints.
+	CheckpointKey crypto.Signer
 	// CheckpointKeyID names the key in checkpoints; "" means the first 16 hex
 	// digits of the SHA-256 of the public key.
 	CheckpointKeyID string
@@ -132,11 +134,12 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("recorder: config: CheckpointEvery %d is negative", cfg.CheckpointEvery)
 	}
 	if cfg.CheckpointKey != nil {
-		if len(cfg.CheckpointKey) != ed25519.PrivateKeySize {
-			return cfg, fmt.Errorf("recorder: config: CheckpointKey has %d bytes, want %d", len(cfg.CheckpointKey), ed25519.PrivateKeySize)
+		pub, ok := cfg.CheckpointKey.Public().(ed25519.PublicKey)
+		if !ok || len(pub) != ed25519.PublicKeySize {
+			return cfg, fmt.Errorf("recorder: config: CheckpointKey must be an Ed25519 key, its public key is %T", cfg.CheckpointKey.Public())
 		}
 		if cfg.CheckpointKeyID == "" {
-			sum := sha256.Sum256(cfg.CheckpointKey.Public().(ed25519.PublicKey))
+			sum := sha256.Sum256(pub)
 			cfg.CheckpointKeyID = hex.EncodeToString(sum[:8])
 		}
 	}

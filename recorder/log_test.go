@@ -2,6 +2,10 @@ package recorder
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -229,7 +233,7 @@ func TestSyncModes(t *testing.T) {
 			{Dir: "x", SegmentBytes: 100},
 			{Dir: "x", MaxRecordBytes: 10},
 			{Dir: "x", SyncInterval: -1},
-			{Dir: "x", CheckpointKey: []byte("short")},
+			{Dir: "x", CheckpointKey: notEd25519(t)},
 		} {
 			if _, err := Open(ctx, cfg); err == nil || !strings.HasPrefix(err.Error(), "recorder: config: ") {
 				t.Errorf("Open(%+v) error = %v", cfg, err)
@@ -331,4 +335,14 @@ func TestFsyncFailureBreaksLog(t *testing.T) {
 	if _, err := l.Append(context.Background(), &Record{Kind: KindRequest, AgentID: "a"}); !errors.Is(err, ErrBroken) {
 		t.Fatalf("Append after a failed fsync = %v, want ErrBroken", err)
 	}
+}
+
+// notEd25519 is a signing key of the wrong algorithm for checkpoints.
+func notEd25519(t *testing.T) crypto.Signer {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

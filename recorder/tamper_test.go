@@ -213,7 +213,10 @@ func mustCheckpoints(t *testing.T, dir string) []Checkpoint {
 
 // FuzzParseCheckpoint feeds arbitrary lines to the checkpoint reader.
 func FuzzParseCheckpoint(f *testing.F) {
-	c := signCheckpoint(testKey, "k", tip{seq: 5, hash: zeroHash}, newFakeClock().Now())
+	c, err := signCheckpoint(testKey, "k", tip{seq: 5, hash: zeroHash}, newFakeClock().Now())
+	if err != nil {
+		f.Fatal(err)
+	}
 	line, _ := jsonMarshal(c)
 	f.Add(line)
 	f.Add([]byte(`{"seq":1,"hash":"","time":"2026-01-01T00:00:00Z","key_id":"","public_key":"ed25519:","signature":""}`))
