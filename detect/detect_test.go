@@ -1,0 +1,327 @@
+package detect
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// Sample secrets used across the tests. None of them is a live credential.
+const (
+	testJWT     = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+	testGHP     = "ghp_" + "abc123abc123abc123abc123abc123abc123" // low entropy: found by its form
+	testAWS     = "AKIA" + "IOSFODNN7EXAMPLE"
+	testEntropy = "q8Zr+T3vX/p1Lk9Wm2Yb7Nc4Hd6Jf0Gs5Qa" // 35 chars, ~5 bits per char
+	testPEMBody = "MIIEowIBAAKCAQEAx\nK3nq\n"
+	testPEM     = "-----BEGIN RSA PRIVATE KEY-----\n" + testPEMBody + "-----END RSA PRIVATE KEY-----"
+)
+
+type detectCase struct {
+	name string
+	in   string
+	want Set
+	out  string // scrubbed; "" means unchanged
+}
+
+func set(kinds ...Kind) Set {
+	var s Set
+	for _, k := range kinds {
+		s |= Set(k)
+	}
+	return s
+}
+
+var (
+	cc  = CreditCard.Redaction()
+	ssn = SSN.Redaction()
+	em  = Email.Redaction()
+	sec = Secret.Redaction()
+)
+
+// detectCases holds text-level cases; each also runs inside a JSON string.
+var detectCases = []detectCase{
+	// Credit cards: the brief's examples.
+	{"card dashes", "4532-0151-1283-0366", set(CreditCard), cc},
+	{"card contiguous", "4532015112830366", set(CreditCard), cc},
+	{"card spaces", "4532 0151 1283 0366", set(CreditCard), cc},
+	{"amex grouped", "3782 822463 10005", set(CreditCard), cc},
+	{"amex contiguous", "378282246310005", set(CreditCard), cc},
+	{"diners grouped", "3056 930902 5904", set(CreditCard), cc},
+	{"diners dashes", "3056-930902-5904", set(CreditCard), cc},
+	{"card fails luhn", "1234-5678-9012-3456", 0, ""},
+	{"card one digit groups", "1 2 3 4 5 6 7 8 9 0 1 2 3", 0, ""},
+	{"card glued letter left", "x4532015112830366", 0, ""},
+	{"card glued digit right", "45320151128303661", 0, ""},
+	{"card glued letter right", "4532015112830366x", 0, ""},
+	{"card in punctuation", "card:4532015112830366,", set(CreditCard), "card:" + cc + ","},
+	// More card edges.
+	{"visa 13 digits", "4222222222222", set(CreditCard), cc},
+	{"19 digits", "4532015112830366005", set(CreditCard), cc},
+	{"20 digits passing luhn", "45320151128303660000", 0, ""},
+	{"12 digits", "453201511283", 0, ""},
+	{"card last digit changed", "4532015112830367", 0, ""},
+	{"mixed separators", "4532-0151 1283-0366", 0, ""},
+	{"double space", "4532  0151  1283  0366", 0, ""},
+	{"first group of 3", "453 2015 1128 30366", 0, ""},
+	{"grouped glued left", "x4532 0151 1283 0366", 0, ""},
+	{"grouped glued right", "4532 0151 1283 0366x", 0, ""},
+	{"grouped last group too long", "4532 0151 1283 0366123", 0, ""},
+	{"grouped then trailing dash", "4532-0151-1283-0366-", set(CreditCard), cc + "-"},
+	{"grouped run of 20 digits", "4532 0151 1283 0366 1234", set(CreditCard), cc + " 1234"},
+	{"grouped run, card starts at 2nd group", "1111 4532 0151 1283 0366", set(CreditCard), "1111 " + cc},
+	{"grouped run, leftmost card wins", "2222 4532 0151 1283 0366", set(CreditCard), cc + " 0366"},
+	{"grouped then short digits", "4532 0151 1283 0366 12", set(CreditCard), cc + " 12"},
+	{"card after dash", "id-4532015112830366", set(CreditCard), "id-" + cc},
+	{"card in sentence", "pay with 4532 0151 1283 0366 today", set(CreditCard), "pay with " + cc + " today"},
+	{"ms timestamp failing luhn", "1716912345678", 0, ""},
+	// One 13-digit millisecond timestamp in ten passes Luhn; the issuer
+	// check (first digit 2–6) keeps it from being taken for a card.
+	{"ms timestamp passing luhn", "1716912345675", 0, ""},
+	{"us timestamp passing luhn", "1716912345678907", 0, ""},
+	{"luhn-valid number of a non-payment issuer", "7532015112830369", 0, ""},
+	{"visa 13 digits", "4222222222222", set(CreditCard), cc},
+	{"mastercard 2-series", "2223003122003222", set(CreditCard), cc},
+	{"discover", "6011111111111117", set(CreditCard), cc},
+	// SSNs.
+	{"ssn", "123-45-6789", set(SSN), ssn},
+	{"ssn in punctuation", "ssn:123-45-6789.", set(SSN), "ssn:" + ssn + "."},
+	{"ssn no dashes", "123456789", 0, ""},
+	{"phone", "555-123-4567", 0, ""},
+	{"date", "2024-01-15", 0, ""},
+	{"ssn glued digit right", "123-45-67890", 0, ""},
+	{"ssn glued digit left", "0123-45-6789", 0, ""},
+	{"ssn glued to letters on the left", "SSN123-45-6789", 0, ""},
+	{"ssn after punctuation", "SSN#123-45-6789", set(SSN), "SSN#" + ssn},
+	{"ssn followed by letters", "123-45-6789abc", set(SSN), ssn + "abc"},
+	{"ssn short last group", "123-45-678", 0, ""},
+	{"ssn then dash digit", "123-45-6789-1", set(SSN), ssn + "-1"},
+	// Emails.
+	{"email", "john.doe@example.com", set(Email), em},
+	{"email in sentence", "mail a.b+tag@sub.example.co.uk.", set(Email), "mail " + em + "."},
+	{"email hyphen domain", "x_y%z@ex-ample.io", set(Email), em},
+	{"email no dot", "user@localhost", 0, ""},
+	{"email no local part", "@example.com", 0, ""},
+	{"email one letter tld", "user@example.c", 0, ""},
+	{"email numeric tld", "user@example.123", 0, ""},
+	{"email tld glued digit", "user@example.com1", 0, ""},
+	{"email trailing dash", "user@example.com-", set(Email), em + "-"},
+	{"email partial domain", "user@example.com.x1", set(Email), em + ".x1"},
+	{"email empty label", "user@example..com", 0, ""},
+	{"email twice glued", "a@b.com@c.org", set(Email), em + "@c.org"},
+	{"email in angle brackets", "Jo <jo@ex.org>", set(Email), "Jo <" + em + ">"},
+	// Secrets with well-known forms.
+	{"aws key", testAWS, set(Secret), sec},
+	{"aws key assigned", "aws_access_key_id=" + testAWS, set(Secret), "aws_access_key_id=" + sec},
+	{"aws key glued left", "x" + testAWS, 0, ""},
+	{"aws key too long", testAWS + "X", 0, ""},
+	{"aws key lowercase body", "AKIAiosfodnn7example", 0, ""},
+	{"github token", "token " + testGHP, set(Secret), "token " + sec},
+	{"github token short", testGHP[:39], 0, ""},
+	{"github fine grained", "github_pat_" + strings.Repeat("ab_1", 6), set(Secret), sec},
+	{"github fine grained short", "github_pat_" + strings.Repeat("ab_1", 5), 0, ""},
+	{"slack token", "xoxb-1234567890-abcdefghij", set(Secret), sec},
+	{"slack token short", "xoxb-123456789", 0, ""},
+	{"slack bad letter", "xoxz-1234567890-abcdefghij", 0, ""},
+	{"sk key", "Bearer sk-proj-Ab12Cd34Ef56Gh78Ij90", set(Secret), "Bearer " + sec},
+	{"sk short", "sk-learn-rocks", 0, ""},
+	{"jwt", "Authorization: Bearer " + testJWT, set(Secret), "Authorization: Bearer " + sec},
+	{"jwt unsigned", "eyJhbGciOiJub25lIn0.e30.", set(Secret), sec},
+	{"jwt one segment", "eyJhbGciOiJub25lIn0", 0, ""},
+	{"pem", testPEM, set(Secret), sec},
+	{"pem in text", "key:\n" + testPEM + "\nend", set(Secret), "key:\n" + sec + "\nend"},
+	{"pem without end", "-----BEGIN PRIVATE KEY-----\nMIIEvQ\nIBAD more", set(Secret), sec + " more"},
+	{"pem certificate", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----", 0, ""},
+	// High-entropy tokens.
+	{"entropy token", testEntropy, set(Secret), sec},
+	{"entropy token in text", "key=" + testEntropy + " ok", set(Secret), sec + " ok"},
+	{"entropy token 31 chars", testEntropy[:31], 0, ""},
+	{"hex digest", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", 0, ""},
+	{"uuid", "550e8400-e29b-41d4-a716-446655440000", 0, ""},
+	{"uppercase uuid", "550E8400-E29B-41D4-A716-446655440000", 0, ""},
+	{"mixed-case uuid", "550E8400-e29b-41D4-a716-446655440000", 0, ""},
+	{"uuid as local part", "550e8400-e29b-41d4-a716-446655440000@example.com", set(Email), em},
+	{"uuid-shaped card groups", "4532-0151-1283-0366-446655440000", set(CreditCard), cc + "-446655440000"},
+	{"repeated letters", strings.Repeat("ab", 30), 0, ""},
+	{"long identifier", "some_long_variable_name_with_many_words_in_it", 0, ""},
+	// Positions and neighbours.
+	{"empty", "", 0, ""},
+	{"plain text", "hello world, nothing to see here", 0, ""},
+	{"at start and end", "4532015112830366 and 123-45-6789", set(CreditCard, SSN), cc + " and " + ssn},
+	{"adjacent findings", "4532015112830366,123-45-6789,a@b.co", set(CreditCard, SSN, Email), cc + "," + ssn + "," + em},
+	{"card then email", "4532015112830366@example.com", set(CreditCard), cc + "@example.com"},
+	{"ssn then aws key", "123-45-6789" + testAWS, set(SSN, Secret), ssn + sec},
+	{"entropy cut by card", testEntropy + "-4532-0151-1283-0366", set(Secret, CreditCard), sec + cc},
+	{"all four", "a@b.co 123-45-6789 4532015112830366 " + testAWS, set(CreditCard, SSN, Email, Secret), em + " " + ssn + " " + cc + " " + sec},
+	{"non-ascii separates", "é4532015112830366é", set(CreditCard), "é" + cc + "é"},
+}
+
+func TestScanScrubText(t *testing.T) {
+	for _, tc := range detectCases {
+		t.Run(tc.name, func(t *testing.T) {
+			want := tc.out
+			if want == "" {
+				want = tc.in
+			}
+			if got := ScanText([]byte(tc.in)); got != tc.want {
+				t.Errorf("ScanText(%q) = %v, want %v", tc.in, got, tc.want)
+			}
+			out, got := ScrubText(nil, []byte(tc.in))
+			if got != tc.want || string(out) != want {
+				t.Errorf("ScrubText(%q) = %q, %v; want %q, %v", tc.in, out, got, want, tc.want)
+			}
+			// Scrubbing is idempotent and leaves nothing behind.
+			again, left := ScrubText(nil, out)
+			if left != 0 || !bytes.Equal(again, out) {
+				t.Errorf("ScrubText(scrubbed %q) = %q, %v; want unchanged, none", out, again, left)
+			}
+		})
+	}
+}
+
+// jsonString encodes s as a JSON string without HTML escaping.
+func jsonString(s string) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
+		panic(err) // strings always encode
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// TestScanScrubJSONStrings runs every text case inside a JSON string value
+// and inside a key.
+func TestScanScrubJSONStrings(t *testing.T) {
+	for _, tc := range detectCases {
+		t.Run(tc.name, func(t *testing.T) {
+			want := tc.out
+			if want == "" {
+				want = tc.in
+			}
+			in, out := jsonString(tc.in), jsonString(want)
+			for _, shape := range []string{`{"v": %s}`, `{%s: true}`, `[1, {"a": [%s]}]`, `%s`} {
+				doc := strings.Replace(shape, "%s", in, 1)
+				wantDoc := strings.Replace(shape, "%s", out, 1)
+				got, err := ScanJSON([]byte(doc), Options{})
+				if err != nil || got != tc.want {
+					t.Errorf("ScanJSON(%s) = %v, %v; want %v", doc, got, err, tc.want)
+				}
+				scrubbed, got, err := ScrubJSON(nil, []byte(doc), Options{})
+				if err != nil || got != tc.want || string(scrubbed) != wantDoc {
+					t.Errorf("ScrubJSON(%s) = %s, %v, %v; want %s, %v", doc, scrubbed, got, err, wantDoc, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestScrubJSONSpecific covers what only JSON has: numbers, escapes, keys,
+// depth.
+func TestScrubJSONSpecific(t *testing.T) {
+	deep := strings.Repeat("[", 250) + `"123-45-6789"` + strings.Repeat("]", 250)
+	deepOut := strings.Repeat("[", 250) + `"` + ssn + `"` + strings.Repeat("]", 250)
+	tests := []struct {
+		name, in string
+		want     Set
+		out      string
+	}{
+		{"card number", `{"n": 4532015112830366}`, set(CreditCard), `{"n": "` + cc + `"}`},
+		{"negative card number", `[-4532015112830366]`, set(CreditCard), `["` + cc + `"]`},
+		{"card number with fraction", `[4532015112830366.5]`, set(CreditCard), `["` + cc + `"]`},
+		{"card number with exponent", `[4532015112830366e2,1]`, set(CreditCard), `["` + cc + `",1]`},
+		{"card digits in fraction", `[0.4532015112830366]`, 0, ""},
+		{"number failing luhn", `[4532015112830367]`, 0, ""},
+		{"20-digit number", `[45320151128303660000]`, 0, ""},
+		{"top-level card number", ` 4532015112830366 `, set(CreditCard), ` "` + cc + `" `},
+		{"card key", `{"4532015112830366": 1}`, set(CreditCard), `{"` + cc + `": 1}`},
+		{"escaped first digit", `["\u0034532015112830366"]`, set(CreditCard), `["` + cc + `"]`},
+		{"escaped separator", `["4532\u002d0151-1283-0366"]`, set(CreditCard), `["` + cc + `"]`},
+		{"escaped at sign", `["john\u0040example.com"]`, set(Email), `["` + em + `"]`},
+		{"newline escape before card", `["x\n4532015112830366"]`, set(CreditCard), `["x\n` + cc + `"]`},
+		{"backslash before card", `["a\\4532015112830366"]`, set(CreditCard), `["a\\` + cc + `"]`},
+		{"escapes kept around finding", `["\u00e9 john@example.com \ud800 \"q\""]`, set(Email), `["\u00e9 ` + em + ` \ud800 \"q\""]`},
+		{"non-ascii escape separates", `["\u00e94532015112830366"]`, set(CreditCard), `["\u00e9` + cc + `"]`},
+		{"letter escape glues", `["\u00784532015112830366"]`, 0, ""},
+		{"pem with escaped newlines", `{"key": "` + strings.ReplaceAll(testPEM, "\n", `\n`) + `"}`, set(Secret), `{"key": "` + sec + `"}`},
+		{"deep nesting", deep, set(SSN), deepOut},
+		{"findings in many places", `{"a@b.co": [4222222222222, {"x": "123-45-6789"}], "k": "` + testAWS + `"}`,
+			set(CreditCard, SSN, Email, Secret), `{"` + em + `": ["` + cc + `", {"x": "` + ssn + `"}], "k": "` + sec + `"}`},
+		{"nothing", `{"id": 42, "ok": true, "name": "Ada", "tags": [null, false, -1.5e3]}`, 0, ""},
+		{"short strings skipped", `["a@b.c", "12345"]`, 0, ""},
+		{"short email", `["a@b.co"]`, set(Email), `["` + em + `"]`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			want := tc.out
+			if want == "" {
+				want = tc.in
+			}
+			got, err := ScanJSON([]byte(tc.in), Options{})
+			if err != nil || got != tc.want {
+				t.Errorf("ScanJSON = %v, %v; want %v", got, err, tc.want)
+			}
+			prefix := []byte("prefix:")
+			out, got, err := ScrubJSON(prefix, []byte(tc.in), Options{})
+			if err != nil || got != tc.want || string(out) != "prefix:"+want {
+				t.Errorf("ScrubJSON = %s, %v, %v; want prefix:%s, %v", out, got, err, want, tc.want)
+			}
+			out = out[len(prefix):]
+			if !json.Valid(out) {
+				t.Errorf("ScrubJSON output is not valid JSON: %s", out)
+			}
+			again, left, err := ScrubJSON(nil, out, Options{})
+			if err != nil || left != 0 || !bytes.Equal(again, out) {
+				t.Errorf("ScrubJSON(scrubbed) = %s, %v, %v; want unchanged, none", again, left, err)
+			}
+		})
+	}
+}
+
+func TestKindAndSet(t *testing.T) {
+	kinds := []struct {
+		k          Kind
+		name, mark string
+	}{
+		{CreditCard, "credit_card", "[CREDIT_CARD_REDACTED]"},
+		{SSN, "ssn", "[SSN_REDACTED]"},
+		{Email, "email", "[EMAIL_REDACTED]"},
+		{Secret, "secret", "[SECRET_REDACTED]"},
+		{0, "Kind(0x0)", "[REDACTED]"},
+		{CreditCard | SSN, "Kind(0x3)", "[REDACTED]"},
+	}
+	for _, tc := range kinds {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.k.String(); got != tc.name {
+				t.Errorf("String() = %q, want %q", got, tc.name)
+			}
+			if got := tc.k.Redaction(); got != tc.mark {
+				t.Errorf("Redaction() = %q, want %q", got, tc.mark)
+			}
+		})
+	}
+	sets := []struct {
+		s     Set
+		names []string
+		str   string
+	}{
+		{0, []string{}, "none"},
+		{set(Secret, CreditCard), []string{"credit_card", "secret"}, "credit_card,secret"},
+		{set(Email, SSN, Secret, CreditCard), []string{"credit_card", "ssn", "email", "secret"}, "credit_card,ssn,email,secret"},
+	}
+	for _, tc := range sets {
+		t.Run(tc.str, func(t *testing.T) {
+			got := tc.s.Names()
+			if got == nil || strings.Join(got, ",") != strings.Join(tc.names, ",") {
+				t.Errorf("Names() = %#v, want %#v", got, tc.names)
+			}
+			if s := tc.s.String(); s != tc.str {
+				t.Errorf("String() = %q, want %q", s, tc.str)
+			}
+		})
+	}
+	s := set(SSN)
+	if !s.Has(SSN) || s.Has(CreditCard) || s.Has(0) || s.Has(SSN|Email) {
+		t.Errorf("Has on %v is wrong", s)
+	}
+}

@@ -1,0 +1,194 @@
+package detect
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+// refScrub is the reference the fast paths must agree with: the detectors
+// stepped through s byte by byte, with no skipping.
+func refScrub(dst, s []byte) ([]byte, Set) {
+	d := detector{scrub: true, out: dst, src: s}
+	d.runs = [2]span{{-1, -1}, {-1, -1}}
+	d.step(s, 0, len(s))
+	return append(d.out, s[d.copied:]...), d.set
+}
+
+// checkTextAgainstRef fails when ScanText or ScrubText disagree with the
+// reference, or when scrubbing is not idempotent.
+func checkTextAgainstRef(t *testing.T, in []byte) {
+	t.Helper()
+	want, wantSet := refScrub(nil, in)
+	got, gotSet := ScrubText(nil, in)
+	if !bytes.Equal(got, want) || gotSet != wantSet {
+		t.Fatalf("ScrubText(%q)\n = %q, %v\nreference %q, %v", in, got, gotSet, want, wantSet)
+	}
+	if s := ScanText(in); s != wantSet {
+		t.Fatalf("ScanText(%q) = %v, reference %v", in, s, wantSet)
+	}
+	again, left := ScrubText(nil, got)
+	if left != 0 || !bytes.Equal(again, got) {
+		t.Fatalf("ScrubText is not idempotent on %q: %q then %q (%v)", in, got, again, left)
+	}
+}
+
+// snippets are fragments that are, or nearly are, findings.
+var snippets = []string{
+	"4532015112830366", "4532-0151-1283-0366", "4532 0151 1283 0366", "3782 822463 10005",
+	"3056-930902-5904", "1234-5678-9012-3456", "4222222222222", "453201511283036",
+	"123-45-6789", "123-45-678", "2024-01-15", "555-123-4567", "12:30:45",
+	"john.doe@example.com", "a@b.co", "x@localhost", "@@", "a.b@c-d.e.org",
+	testAWS, "ASIAIOSFODNN7EXAMPLE", testGHP, "github_pat_" + strings.Repeat("a1_", 9),
+	"xoxb-1234567890-abc", "sk-proj-" + strings.Repeat("x9", 12), testJWT, "eyJhbGciOiJub25lIn0.e30.",
+	"-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----", "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n",
+	testEntropy, "550e8400-e29b-41d4-a716-446655440000", "9f86d081884c7d659a2feaa0c55ad015",
+	"é", "\xff", "\u00e9t\u00e9", "\\n", "\\u0034",
+}
+
+const textAlphabet = "0123456789012345678901234567890123456789abcdefghijklmnopqrstuvwxyzAEGSXKIJ    ---..@_+/=:,\n\"\\"
+
+// randomText builds a string of random bytes and snippets.
+func randomText(r *rand.Rand) string {
+	var b strings.Builder
+	for n := r.IntN(12); n >= 0; n-- {
+		switch r.IntN(3) {
+		case 0:
+			b.WriteString(snippets[r.IntN(len(snippets))])
+		default:
+			for k := r.IntN(20); k >= 0; k-- {
+				b.WriteByte(textAlphabet[r.IntN(len(textAlphabet))])
+			}
+		}
+	}
+	return b.String()
+}
+
+func TestTextMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for k := 0; k < 20000; k++ {
+		checkTextAgainstRef(t, []byte(randomText(r)))
+	}
+	// Every snippet, and every pair, on its own and at a chunk boundary.
+	for _, a := range snippets {
+		for _, b := range snippets {
+			for _, pad := range []string{"", " ", "x", "1234567", "- "} {
+				checkTextAgainstRef(t, []byte(pad+a+b))
+				checkTextAgainstRef(t, []byte(pad+a+" "+b))
+			}
+		}
+	}
+}
+
+// refScrubJSON is the reference for ScanJSON and ScrubJSON on a valid
+// document: the tokens of doc as encoding/json decodes them, with every string
+// and key scrubbed by refScrub and every number holding a card replaced.
+func refScrubJSON(t *testing.T, doc []byte) ([]any, Set) {
+	t.Helper()
+	var set Set
+	toks := jsonTokens(t, doc)
+	for k, tok := range toks {
+		switch v := tok.(type) {
+		case string:
+			out, s := refScrub(nil, []byte(v))
+			toks[k], set = string(out), set|s
+		case json.Number:
+			if numberIsCard([]byte(v)) {
+				toks[k], set = CreditCard.Redaction(), set|Set(CreditCard)
+			}
+		}
+	}
+	return toks, set
+}
+
+func jsonTokens(t *testing.T, doc []byte) []any {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	var toks []any
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return toks
+		}
+		if err != nil {
+			t.Fatalf("decoding %q: %v", doc, err)
+		}
+		toks = append(toks, tok)
+	}
+}
+
+// checkJSONAgainstRef fails when ScanJSON or ScrubJSON disagree with the
+// reference on a valid document.
+func checkJSONAgainstRef(t *testing.T, doc []byte) {
+	t.Helper()
+	wantToks, wantSet := refScrubJSON(t, doc)
+	set, err := ScanJSON(doc, Options{MaxDepth: 1 << 20})
+	if err != nil || set != wantSet {
+		t.Fatalf("ScanJSON(%q) = %v, %v; reference %v", doc, set, err, wantSet)
+	}
+	out, set, err := ScrubJSON(nil, doc, Options{MaxDepth: 1 << 20})
+	if err != nil || set != wantSet {
+		t.Fatalf("ScrubJSON(%q) = %v, %v; reference %v", doc, set, err, wantSet)
+	}
+	if got := jsonTokens(t, out); fmt.Sprint(got) != fmt.Sprint(wantToks) {
+		t.Fatalf("ScrubJSON(%q)\n = %s\ntokens %q\nreference %q", doc, out, got, wantToks)
+	}
+}
+
+// randomJSON builds a random document whose strings hold random text,
+// sometimes with escapes.
+func randomJSON(r *rand.Rand, depth int) string {
+	str := func() string {
+		s := randomText(r)
+		if r.IntN(2) == 0 {
+			return jsonString(strings.ToValidUTF8(s, "\uFFFD"))
+		}
+		// Escape every byte that must be, and some that need not be.
+		var b strings.Builder
+		b.WriteByte('"')
+		for _, c := range []byte(strings.ToValidUTF8(s, "?")) {
+			switch {
+			case c == '"' || c == '\\':
+				b.WriteString(`\` + string(c))
+			case c < 0x20 || r.IntN(8) == 0 && c < 0x80:
+				fmt.Fprintf(&b, `\u%04x`, c)
+			default:
+				b.WriteByte(c)
+			}
+		}
+		b.WriteByte('"')
+		return b.String()
+	}
+	switch k := r.IntN(10); {
+	case depth > 4 || k < 4:
+		return str()
+	case k < 6:
+		nums := []string{"4532015112830366", "-4532015112830366", "4532015112830366.5", "0.4532015112830366", "12", "1e9", "4222222222222"}
+		return nums[r.IntN(len(nums))]
+	case k < 8:
+		var parts []string
+		for n := r.IntN(4); n > 0; n-- {
+			parts = append(parts, randomJSON(r, depth+1))
+		}
+		return "[" + strings.Join(parts, ",") + "]"
+	default:
+		var parts []string
+		for n := r.IntN(4); n > 0; n-- {
+			parts = append(parts, str()+":"+randomJSON(r, depth+1))
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	}
+}
+
+func TestJSONMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for k := 0; k < 5000; k++ {
+		checkJSONAgainstRef(t, []byte(randomJSON(r, 0)))
+	}
+}

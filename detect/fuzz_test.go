@@ -1,0 +1,94 @@
+package detect
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzScanJSON checks, on any input, that the parser never panics; that it
+// accepts exactly what encoding/json.Valid accepts, except for invalid UTF-8
+// and nesting deeper than the limit, which it refuses with their sentinels;
+// that ScrubJSON agrees with ScanJSON and with the byte-by-byte reference
+// detectors, writes valid JSON, and is idempotent; and that nothing is found
+// in its output.
+func FuzzScanJSON(f *testing.F) {
+	for _, seed := range []string{
+		`{"card": "4532-0151-1283-0366", "n": 4532015112830366}`,
+		`["\u0034532015112830366", "john\u0040example.com", "a\\4532015112830366"]`,
+		`{"4532015112830366": "123-45-6789", "x": [true, false, null, -1.5e3]}`,
+		`"-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----"`,
+		`["eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc", "AKIAIOSFODNN7EXAMPLE"]`,
+		`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]`,
+		"\"\xff\"", `[1,]`, `01`, `"\ud800"`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		set, err := ScanJSON(doc, Options{})
+		out, set2, err2 := ScrubJSON(nil, doc, Options{})
+		if (err == nil) != (err2 == nil) || set != set2 {
+			t.Fatalf("ScanJSON = %v, %v but ScrubJSON = %v, %v", set, err, set2, err2)
+		}
+		valid, utf := json.Valid(doc), utf8.Valid(doc)
+		switch {
+		case err == nil:
+			if !valid || !utf {
+				t.Fatalf("accepted %q: json.Valid %v, utf8.Valid %v", doc, valid, utf)
+			}
+		case errors.Is(err, ErrTooDeep):
+			// Reported at the bracket that goes too deep, whatever follows.
+			var se *SyntaxError
+			if !errors.As(err, &se) || se.Offset < DefaultMaxDepth || (doc[se.Offset] != '[' && doc[se.Offset] != '{') ||
+				bytes.Count(doc[:se.Offset], []byte("["))+bytes.Count(doc[:se.Offset], []byte("{")) < DefaultMaxDepth {
+				t.Fatalf("ErrTooDeep on %q: %v", doc, err)
+			}
+			return
+		case errors.Is(err, ErrInvalidUTF8):
+			if utf {
+				t.Fatalf("ErrInvalidUTF8 on valid UTF-8 %q", doc)
+			}
+			return
+		default:
+			if valid && utf {
+				t.Fatalf("refused valid %q: %v", doc, err)
+			}
+			var se *SyntaxError
+			if !errors.As(err, &se) || se.Offset < 0 || se.Offset > int64(len(doc)) {
+				t.Fatalf("error %v is not a *SyntaxError with an offset in the document", err)
+			}
+			return
+		}
+		if !json.Valid(out) {
+			t.Fatalf("ScrubJSON(%q) = %q, not valid JSON", doc, out)
+		}
+		again, left, err := ScrubJSON(nil, out, Options{})
+		if err != nil || left != 0 || !bytes.Equal(again, out) {
+			t.Fatalf("ScrubJSON(ScrubJSON(%q)) = %q, %v, %v; want %q unchanged", doc, again, left, err, out)
+		}
+		checkJSONAgainstRef(t, doc)
+	})
+}
+
+// FuzzScrubText checks, on any input, that ScanText and ScrubText agree with
+// the byte-by-byte reference detectors, and that scrubbing is idempotent and
+// leaves nothing to find.
+func FuzzScrubText(f *testing.F) {
+	for _, seed := range []string{
+		"pay with 4532 0151 1283 0366 or 3782 822463 10005",
+		"ssn:123-45-6789. phone 555-123-4567, date 2024-01-15",
+		"mail a.b+tag@sub.example.co.uk. or jo@localhost",
+		"Authorization: Bearer " + testJWT,
+		"key=AKIAIOSFODNN7EXAMPLE ghp_abc123abc123abc123abc123abc123abc123 sk-proj-Ab12Cd34Ef56Gh78Ij90",
+		testPEM, "-----BEGIN PRIVATE KEY-----\nMIIEvQ",
+		testEntropy + " 550e8400-e29b-41d4-a716-446655440000",
+		"data: {\"n\": 4532015112830366}\n\n", "\xff\xfe 4532015112830366", "",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkTextAgainstRef(t, b)
+	})
+}
