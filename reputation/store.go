@@ -188,7 +188,7 @@ func (s *Store) add(id string) (*agent, error) {
 		delete(s.agents, victim.id)
 	}
 	a := &agent{id: strings.Clone(id), score: NeutralScore}
-	s.agents[id] = a
+	s.agents[a.id] = a // the clone: id may alias a reused request buffer
 	return a, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // testClock starts at a fixed time and advances one second per reading.
@@ -388,5 +389,27 @@ func TestRecordContextAndClock(t *testing.T) {
 	}
 	if s.Len()+old.Len()+bad.Len() != 0 {
 		t.Fatal("a refused event created an agent")
+	}
+}
+
+// TestStoreCopiesAgentIDs checks the store keeps no reference to the
+// caller's bytes: HTTP front ends hand it strings that alias request
+// buffers, which are reused for the next request.
+func TestStoreCopiesAgentIDs(t *testing.T) {
+	s, err := NewStore(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := []byte("liar")
+	id := unsafe.String(&buf[0], len(buf))
+	if _, err := s.Record(context.Background(), Event{AgentID: id, Type: TypeError}); err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, "expo")
+	if _, ok := s.Get("liar"); !ok {
+		t.Error("Get(liar) after the caller's buffer changed: not found")
+	}
+	if _, ok := s.Export().ReputationData["liar"]; !ok {
+		t.Errorf("Export keys: %v", s.Export().ReputationData)
 	}
 }
