@@ -1,0 +1,329 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/iatp/iatp/recorder"
+	"github.com/iatp/iatp/reputation"
+)
+
+// maxAdminBody bounds the body of slash requests.
+const maxAdminBody = 64 << 10
+
+// maxImportBody bounds the body of reputation imports.
+const maxImportBody = 16 << 20
+
+// maxTraceRecords bounds the records /trace returns.
+const maxTraceRecords = 1000
+
+// adminMux routes every endpoint but /proxy. These are not on the hot path
+// and use net/http.
+func (s *Sidecar) adminMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/agent-manifest", s.serveManifest)
+	mux.HandleFunc("GET /.well-known/agent-attestation", s.serveAttestation)
+	mux.HandleFunc("GET /health", s.serveHealth)
+	mux.HandleFunc("GET /healthz", s.serveHealthz)
+	mux.HandleFunc("GET /readyz", s.serveReadyz)
+	mux.HandleFunc("GET /trace/{trace_id}", s.serveTrace)
+	mux.HandleFunc("GET /quarantine/{trace_id}", s.serveQuarantine)
+	// /reputation/export is registered before /reputation/{agent_id} in the
+	// Python package and is unreachable there; the mux prefers the literal.
+	mux.HandleFunc("GET /reputation/export", s.serveReputationExport)
+	mux.HandleFunc("POST /reputation/import", s.serveReputationImport)
+	mux.HandleFunc("GET /reputation/{agent_id}", s.serveReputation)
+	mux.HandleFunc("POST /reputation/{agent_id}/slash", s.serveSlash)
+	mux.Handle("GET /metrics", s.metrics.handler())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, requestTraceID(r), errorf(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (the protected call is POST /proxy)"))
+	})
+	return mux
+}
+
+// requestTraceID returns the request's valid trace id or a new one.
+func requestTraceID(r *http.Request) string {
+	if id := r.Header.Get(headerTraceID); id != "" && validTraceID(id) == "" {
+		return id
+	}
+	return newTraceID()
+}
+
+func (s *Sidecar) serveManifest(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(headerTraceID, requestTraceID(r))
+	_, _ = w.Write(s.manifestDoc)
+}
+
+func (s *Sidecar) serveAttestation(w http.ResponseWriter, r *http.Request) {
+	if s.attestationDoc == nil {
+		writeError(w, requestTraceID(r), errorf(http.StatusNotFound, "No attestation available for this agent"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(headerTraceID, requestTraceID(r))
+	_, _ = w.Write(s.attestationDoc)
+}
+
+func (s *Sidecar) serveHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, requestTraceID(r), http.StatusOK, map[string]string{"status": "healthy", "agent_id": s.cfg.Manifest.AgentID()})
+}
+
+// serveHealthz says the sidecar process is alive.
+func (s *Sidecar) serveHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, requestTraceID(r), http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// serveReadyz says whether the agent accepts connections.
+func (s *Sidecar) serveReadyz(w http.ResponseWriter, r *http.Request) {
+	traceID := requestTraceID(r)
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", s.agentAddr)
+	if err != nil {
+		writeError(w, traceID, &httpError{status: http.StatusServiceUnavailable, msg: "agent not reachable at " + s.agentAddr, cause: err,
+			fields: map[string]any{"status": "not ready"}})
+		return
+	}
+	conn.Close()
+	writeJSON(w, traceID, http.StatusOK, map[string]string{"status": "ready", "agent_id": s.cfg.Manifest.AgentID()})
+}
+
+// authorizeAdmin checks the admin bearer token. Without a configured token
+// nothing is authorised.
+func (s *Sidecar) authorizeAdmin(r *http.Request) *httpError {
+	if !s.admin.set {
+		return errorf(http.StatusUnauthorized, "admin endpoints are disabled: set IATP_ADMIN_TOKEN (at least 16 characters) on the sidecar")
+	}
+	auth := r.Header.Get("Authorization")
+	token, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || !s.admin.matches(token) {
+		return errorf(http.StatusUnauthorized, "missing or wrong admin credential: send Authorization: Bearer <admin token>")
+	}
+	return nil
+}
+
+// pathTraceID validates the {trace_id} path value.
+func pathTraceID(r *http.Request) (string, *httpError) {
+	id := r.PathValue("trace_id")
+	if reason := validTraceID(id); reason != "" || id == "" {
+		if id == "" {
+			reason = "trace id is empty"
+		}
+		return "", errorf(http.StatusBadRequest, strings.Replace(reason, "X-Agent-Trace-ID", "trace id", 1))
+	}
+	return id, nil
+}
+
+// traceResponse is GET /trace/{trace_id}.
+type traceResponse struct {
+	TraceID string            `json:"trace_id"`
+	Logs    []recorder.Record `json:"logs"`
+}
+
+func (s *Sidecar) serveTrace(w http.ResponseWriter, r *http.Request) {
+	traceID := requestTraceID(r)
+	if e := s.authorizeTraces(r); e != nil {
+		writeError(w, traceID, e)
+		return
+	}
+	id, e := pathTraceID(r)
+	if e != nil {
+		writeError(w, traceID, e)
+		return
+	}
+	recs, err := s.rec.Trace(r.Context(), id, maxTraceRecords)
+	if err != nil {
+		writeError(w, traceID, &httpError{status: http.StatusInternalServerError, msg: "cannot read the flight recorder", cause: err})
+		return
+	}
+	if len(recs) == 0 {
+		writeError(w, traceID, errorf(http.StatusNotFound, "Trace not found"))
+		return
+	}
+	writeJSON(w, traceID, http.StatusOK, traceResponse{TraceID: id, Logs: recs})
+}
+
+// authorizeTraces guards /trace and /quarantine: they hold (scrubbed)
+// request payloads, so they need the admin token unless the operator made
+// them public.
+func (s *Sidecar) authorizeTraces(r *http.Request) *httpError {
+	if s.cfg.PublicTraces {
+		return nil
+	}
+	return s.authorizeAdmin(r)
+}
+
+func (s *Sidecar) serveQuarantine(w http.ResponseWriter, r *http.Request) {
+	traceID := requestTraceID(r)
+	if e := s.authorizeTraces(r); e != nil {
+		writeError(w, traceID, e)
+		return
+	}
+	id, e := pathTraceID(r)
+	if e != nil {
+		writeError(w, traceID, e)
+		return
+	}
+	sess, ok := s.quarantine.get(id)
+	if !ok {
+		writeError(w, traceID, errorf(http.StatusNotFound, "Quarantine session not found"))
+		return
+	}
+	writeJSON(w, traceID, http.StatusOK, sess)
+}
+
+func (s *Sidecar) serveReputation(w http.ResponseWriter, r *http.Request) {
+	traceID := requestTraceID(r)
+	id := r.PathValue("agent_id")
+	snap, ok := s.rep.Get(id)
+	if !ok {
+		writeError(w, traceID, errorf(http.StatusNotFound, "No reputation data for agent '"+clipID(id)+"'"))
+		return
+	}
+	writeJSON(w, traceID, http.StatusOK, snap)
+}
+
+func (s *Sidecar) serveReputationExport(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, requestTraceID(r), http.StatusOK, s.rep.Export())
+}
+
+// slashRequest is the body of POST /reputation/{agent_id}/slash.
+type slashRequest struct {
+	Reason   string          `json:"reason"`
+	Severity string          `json:"severity"`
+	TraceID  string          `json:"trace_id"`
+	Details  json.RawMessage `json:"details"`
+}
+
+// slashResponse answers a slash, in the Python package's shape.
+type slashResponse struct {
+	Status     string            `json:"status"`
+	AgentID    string            `json:"agent_id"`
+	NewScore   reputation.Points `json:"new_score"`
+	TrustLevel string            `json:"trust_level"`
+	Reason     string            `json:"reason"`
+	Severity   string            `json:"severity"`
+	EventID    string            `json:"event_id"`
+}
+
+func (s *Sidecar) serveSlash(w http.ResponseWriter, r *http.Request) {
+	traceID := requestTraceID(r)
+	if e := s.authorizeAdmin(r); e != nil {
+		writeError(w, traceID, e)
+		return
+	}
+	agentID := r.PathValue("agent_id")
+	body, e := readLimited(r, maxAdminBody)
+	if e != nil {
+		writeError(w, traceID, e)
+		return
+	}
+	var req slashRequest
+	if e := decodeObject(body, &req); e != nil {
+		writeError(w, traceID, e)
+		return
+	}
+	if req.TraceID != "" {
+		if reason := validTraceID(req.TraceID); reason != "" {
+			writeError(w, traceID, errorf(http.StatusBadRequest, "trace_id: "+strings.Replace(reason, "X-Agent-Trace-ID ", "", 1)))
+			return
+		}
+	}
+	details := req.Details
+	if string(details) == "null" {
+		details = nil
+	}
+	res, err := s.rep.Record(r.Context(), reputation.Event{
+		AgentID: agentID, Type: req.Reason, Severity: req.Severity, TraceID: req.TraceID,
+		Details: details, DetectedBy: "admin",
+	})
+	if err != nil && !errors.Is(err, reputation.ErrDuplicateEvent) {
+		status := http.StatusBadRequest
+		if errors.Is(err, reputation.ErrStoreFull) {
+			status = http.StatusServiceUnavailable
+		}
+		writeError(w, traceID, &httpError{status: status, msg: err.Error()})
+		return
+	}
+	s.recordReputation(r.Context(), traceID, agentID, res)
+	writeJSON(w, traceID, http.StatusOK, slashResponse{
+		Status: "slashed", AgentID: agentID, NewScore: res.Score, TrustLevel: res.TrustLevel,
+		Reason: res.Event.Type, Severity: res.Event.Severity, EventID: res.Event.ID,
+	})
+}
+
+func (s *Sidecar) serveReputationImport(w http.ResponseWriter, r *http.Request) {
+	traceID := requestTraceID(r)
+	if e := s.authorizeAdmin(r); e != nil {
+		writeError(w, traceID, e)
+		return
+	}
+	body, e := readLimited(r, maxImportBody)
+	if e != nil {
+		writeError(w, traceID, e)
+		return
+	}
+	n, err := s.rep.Import(r.Context(), "admin", body)
+	if err != nil {
+		writeError(w, traceID, &httpError{status: http.StatusBadRequest, msg: err.Error()})
+		return
+	}
+	writeJSON(w, traceID, http.StatusOK, map[string]any{"status": "imported", "agents_updated": n})
+}
+
+// recordReputation writes a reputation change to the flight recorder.
+func (s *Sidecar) recordReputation(ctx context.Context, traceID, agentID string, res reputation.Result) {
+	details, _ := json.Marshal(map[string]any{
+		"event_id": res.Event.ID, "reason": res.Event.Type, "severity": res.Event.Severity,
+		"previous_score": res.PreviousScore, "new_score": res.Score, "trust_level": res.TrustLevel,
+	})
+	rec := &recorder.Record{Kind: recorder.KindReputation, TraceID: traceID, AgentID: agentID,
+		Reasons: []string{res.Event.Type}, Details: details}
+	if _, err := s.rec.Append(context.WithoutCancel(ctx), rec); err != nil {
+		s.log.Error("flight recorder: cannot record reputation change", "agent_id", agentID, "err", err)
+	}
+}
+
+// readLimited reads a request body of at most limit bytes.
+func readLimited(r *http.Request, limit int64) ([]byte, *httpError) {
+	if r.ContentLength > limit {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "request body larger than the limit")
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, &httpError{status: http.StatusBadRequest, msg: "cannot read the request body", cause: err}
+	}
+	if int64(len(body)) > limit {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "request body larger than the limit")
+	}
+	return body, nil
+}
+
+// decodeObject decodes a JSON object body into v, refusing anything else.
+func decodeObject(body []byte, v any) *httpError {
+	trimmed := strings.TrimSpace(string(body))
+	if !strings.HasPrefix(trimmed, "{") {
+		return errorf(http.StatusBadRequest, "Invalid JSON payload: the body must be a JSON object")
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return errorf(http.StatusBadRequest, "Invalid JSON payload: "+err.Error())
+	}
+	return nil
+}
+
+// clipID keeps an untrusted id printable and short in messages.
+func clipID(id string) string {
+	if len(id) > 128 {
+		id = id[:128]
+	}
+	return url.PathEscape(id)
+}

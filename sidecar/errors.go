@@ -1,0 +1,83 @@
+package sidecar
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// httpError is an error with the status and JSON body it is answered with.
+// Every error response of the sidecar goes through writeError, so every
+// 4xx/5xx body is JSON with "error" and "trace_id".
+type httpError struct {
+	status int
+	msg    string
+	// fields are extra members of the JSON body ("blocked", "recovery", …).
+	fields map[string]any
+	// retryAfter sets Retry-After (seconds) when positive.
+	retryAfter int
+	// cause is logged, never sent.
+	cause error
+}
+
+func (e *httpError) Error() string {
+	if e.cause != nil {
+		return e.msg + ": " + e.cause.Error()
+	}
+	return e.msg
+}
+
+func (e *httpError) Unwrap() error { return e.cause }
+
+func errorf(status int, msg string) *httpError { return &httpError{status: status, msg: msg} }
+
+// body renders the JSON error body.
+func (e *httpError) body(traceID string) []byte {
+	m := make(map[string]any, len(e.fields)+2)
+	for k, v := range e.fields {
+		m[k] = v
+	}
+	m["error"] = e.msg
+	m["trace_id"] = traceID
+	b, err := json.Marshal(m)
+	if err != nil { // fields are built by this package from JSON-safe values
+		return []byte(`{"error":"internal error encoding an error response","trace_id":` + strconv.Quote(traceID) + `}`)
+	}
+	return b
+}
+
+// writeError answers a net/http request with e.
+func writeError(w http.ResponseWriter, traceID string, e *httpError) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set(headerTraceID, traceID)
+	if e.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
+	w.WriteHeader(e.status)
+	_, _ = w.Write(e.body(traceID))
+}
+
+// writeJSON answers a net/http request with v as JSON.
+func writeJSON(w http.ResponseWriter, traceID string, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, traceID, &httpError{status: http.StatusInternalServerError, msg: "internal error encoding the response", cause: err})
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set(headerTraceID, traceID)
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// Header names the sidecar reads and writes.
+const (
+	headerTraceID     = "X-Agent-Trace-ID"
+	headerOverride    = "X-User-Override"
+	headerTrustScore  = "X-Agent-Trust-Score"
+	headerLatency     = "X-Agent-Latency-Ms"
+	headerQuarantined = "X-Agent-Quarantined"
+	headerCallerID    = "X-IATP-Caller-ID"
+)

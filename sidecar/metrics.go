@@ -1,0 +1,48 @@
+package sidecar
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the sidecar's Prometheus metrics, in a registry of its own so
+// that several sidecars can live in one process.
+type metrics struct {
+	reg       *prometheus.Registry
+	decisions *prometheus.CounterVec // by outcome
+	blocked   *prometheus.CounterVec // by rule
+	refused   *prometheus.CounterVec // by status, before the policy ran
+	upstream  *prometheus.CounterVec // agent answers by status class, or error kind
+	latency   prometheus.Histogram   // agent latency to response headers
+	recorded  prometheus.Counter     // recorder failures
+}
+
+func newMetrics(agentID string) *metrics {
+	labels := prometheus.Labels{"agent_id": agentID}
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "iatp", Name: "decisions_total",
+			Help: "Requests decided by the policy, by outcome (allow, warn, block, override).", ConstLabels: labels}, []string{"outcome"}),
+		blocked: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "iatp", Name: "blocked_total",
+			Help: "Requests blocked, by rule.", ConstLabels: labels}, []string{"rule"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "iatp", Name: "refused_total",
+			Help: "Requests refused before the policy ran, by HTTP status.", ConstLabels: labels}, []string{"status"}),
+		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "iatp", Name: "agent_responses_total",
+			Help: "Answers of the agent, by status class (2xx…) or failure (timeout, error).", ConstLabels: labels}, []string{"class"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "iatp", Name: "agent_latency_seconds",
+			Help: "Time from forwarding a request to the agent's response headers.", ConstLabels: labels,
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
+		recorded: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "iatp", Name: "recorder_failures_total",
+			Help: "Records the flight recorder could not write.", ConstLabels: labels}),
+	}
+	m.reg.MustRegister(m.decisions, m.blocked, m.refused, m.upstream, m.latency, m.recorded,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}

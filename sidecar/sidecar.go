@@ -1,0 +1,343 @@
+// Package sidecar is the iatp sidecar: it protects one agent (ingress),
+// publishing its manifest, authenticating callers, deciding every request
+// with the policy engine, scrubbing and recording it in the flight recorder,
+// and forwarding what is allowed.
+//
+// Embed it with New and Run, the Go counterpart of the Python package's
+// create_sidecar(agent_url, manifest, port).run(); or mount Handler in a
+// server of your own. Run serves POST /proxy on fasthttp, which is what
+// makes the sidecar as fast as nginx as a plain proxy (docs/http-stack.md);
+// Handler serves the same pipeline on net/http.
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/iatp/iatp/identity"
+	"github.com/iatp/iatp/manifest"
+	"github.com/iatp/iatp/policy"
+	"github.com/iatp/iatp/recorder"
+	"github.com/iatp/iatp/reputation"
+)
+
+// flightRecorder is what the sidecar needs of the flight recorder.
+type flightRecorder interface {
+	Append(ctx context.Context, r *recorder.Record) (uint64, error)
+	Trace(ctx context.Context, traceID string, limit int) ([]recorder.Record, error)
+	Close() error
+}
+
+var _ flightRecorder = (*recorder.Log)(nil)
+
+// Sidecar protects one agent. Create it with New; it is safe for concurrent use.
+type Sidecar struct {
+	cfg            Config
+	log            *slog.Logger
+	manifestDoc    []byte
+	attestationDoc []byte
+	engine         *policy.Engine
+	rec            flightRecorder
+	rep            *reputation.Store
+	quarantine     *quarantineStore
+	limiter        *rateLimiter
+	verifier       *identity.CallerVerifier
+	override       secretToken
+	admin          secretToken
+	metrics        *metrics
+	client         *fasthttp.HostClient
+	adminHandler   http.Handler
+	fastAdmin      fasthttp.RequestHandler
+
+	agentAddr          string // host:port of the agent
+	agentBase          string // agent URL without its query
+	agentQuery         string // "?query" of the agent URL, or ""
+	timeout            time.Duration
+	rateLimitPerMinute int
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ http.Handler = (*Sidecar)(nil)
+
+// New checks cfg, opens the flight recorder and builds the sidecar. Close
+// (or the end of Run) releases it.
+func New(cfg Config) (*Sidecar, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Sidecar{cfg: cfg, log: cfg.Logger, quarantine: newQuarantineStore()}
+	m := cfg.Manifest
+	if err := s.setIdentity(); err != nil {
+		return nil, err
+	}
+	if s.engine, err = policy.New(cfg.Policy); err != nil {
+		return nil, fmt.Errorf("sidecar: %w", err)
+	}
+	if s.rep, err = reputation.NewStore(reputation.Config{Clock: cfg.Clock}); err != nil {
+		return nil, fmt.Errorf("sidecar: %w", err)
+	}
+	if s.override, err = newSecretToken(cfg.OverrideToken); err != nil && cfg.OverrideToken != "" {
+		s.log.Warn("user override disabled: the override token is refused", "reason", err.Error(),
+			"fix", "set IATP_TRUSTED_USER_OVERRIDE_TOKEN to a random secret of at least 16 characters")
+	}
+	if s.admin, err = newSecretToken(cfg.AdminToken); err != nil && cfg.AdminToken != "" {
+		s.log.Warn("admin endpoints disabled: the admin token is refused", "reason", err.Error(),
+			"fix", "set IATP_ADMIN_TOKEN to a random secret of at least 16 characters")
+	}
+	if len(cfg.TrustedAgents) > 0 || len(cfg.ControlPlaneKeys) > 0 {
+		var att *identity.Validator
+		if len(cfg.ControlPlaneKeys) > 0 {
+			if att, err = identity.NewValidator(cfg.ControlPlaneKeys); err != nil {
+				return nil, fmt.Errorf("sidecar: control-plane keys: %w", err)
+			}
+		}
+		s.verifier, err = identity.NewCallerVerifier(identity.CallerVerifierConfig{
+			TrustedAgents: cfg.TrustedAgents, Attestations: att, MaxClockSkew: cfg.MaxClockSkew, Clock: cfg.Clock,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sidecar: trusted agents: %w", err)
+		}
+	}
+	if cfg.RateLimitPerMinute > 0 {
+		s.limiter = newRateLimiter(cfg.RateLimitPerMinute, cfg.RateLimitBurst)
+		s.rateLimitPerMinute = cfg.RateLimitPerMinute
+	}
+	if err := s.setAgent(); err != nil {
+		return nil, err
+	}
+	s.timeout = cfg.AgentTimeout
+	if sla := time.Duration(m.Capabilities.SLALatencyMs) * time.Millisecond; sla > 0 && sla < s.timeout {
+		s.timeout = sla
+	}
+	s.metrics = newMetrics(m.AgentID())
+	s.adminHandler = s.adminMux()
+	s.fastAdmin = fasthttpadaptor.NewFastHTTPHandler(s.adminHandler)
+
+	rc := cfg.Recorder
+	if !cfg.Key.IsZero() && rc.CheckpointKey == nil {
+		rc.CheckpointKey = cfg.Key
+		if rc.CheckpointKeyID == "" {
+			rc.CheckpointKeyID = s.keyID()
+		}
+	}
+	log, err := recorder.Open(context.Background(), rc)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: flight recorder: %w", err)
+	}
+	s.rec = log
+	for _, p := range m.Warnings() {
+		s.log.Warn("manifest: "+p.String(), "agent_id", m.AgentID())
+	}
+	return s, nil
+}
+
+func (s *Sidecar) keyID() string {
+	if s.cfg.KeyID != "" {
+		return s.cfg.KeyID
+	}
+	return s.cfg.Manifest.AgentID()
+}
+
+// setIdentity binds the sidecar's key and attestation to the manifest and
+// builds the served documents.
+func (s *Sidecar) setIdentity() error {
+	m := *s.cfg.Manifest // the caller's manifest is not modified
+	if !s.cfg.Key.IsZero() {
+		own := identity.FormatPublicKey(s.cfg.Key.PublicKey())
+		if k := m.Identity.VerificationKey; k != "" && k != own {
+			return fmt.Errorf("sidecar: the manifest's identity.verification_key %s is not the public key of --key (%s)", k, own)
+		}
+		m.Identity.VerificationKey = own
+	}
+	if a := s.cfg.Attestation; a != nil {
+		if a.AgentID != m.AgentID() {
+			return fmt.Errorf("sidecar: the attestation is for agent %q, this sidecar protects %q", a.AgentID, m.AgentID())
+		}
+		if a.VerificationKey != "" {
+			want, err := identity.ParsePublicKey(a.VerificationKey)
+			if err != nil {
+				return fmt.Errorf("sidecar: the attestation's verification_key: %w", err)
+			}
+			if s.cfg.Key.IsZero() || !want.Equal(s.cfg.Key.PublicKey()) {
+				return fmt.Errorf("sidecar: the attestation binds key %s, which is not this sidecar's key (--key)", a.VerificationKey)
+			}
+		}
+		if v, err := identity.NewValidator(s.cfg.ControlPlaneKeys); err == nil {
+			if _, known := v.TrustedKey(a.SigningKeyID); known {
+				if _, err := v.ValidateAt(a, s.cfg.Clock(), identity.ValidateOptions{AgentID: m.AgentID(), MaxAge: s.cfg.MaxAttestationAge}); err != nil {
+					return fmt.Errorf("sidecar: the attestation does not validate: %w", err)
+				}
+			}
+		}
+		doc, err := a.MarshalJSON()
+		if err != nil {
+			return fmt.Errorf("sidecar: attestation: %w", err)
+		}
+		s.attestationDoc = doc
+		m.Attestation = doc
+	}
+	m.Signatures = nil
+	doc, err := m.Document()
+	if err != nil {
+		return fmt.Errorf("sidecar: manifest document: %w", err)
+	}
+	if !s.cfg.Key.IsZero() {
+		if doc, err = identity.SignManifest(doc, s.cfg.Key, s.keyID()); err != nil {
+			return fmt.Errorf("sidecar: sign the manifest: %w", err)
+		}
+	}
+	s.cfg.Manifest = &m
+	s.manifestDoc = doc
+	return nil
+}
+
+// setAgent parses the agent URL and builds the pooled client to it.
+func (s *Sidecar) setAgent() error {
+	u, err := url.Parse(s.cfg.AgentURL)
+	if err != nil {
+		return fmt.Errorf("sidecar: agent URL: %w", err)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		if u.Scheme == "https" {
+			host = net.JoinHostPort(u.Hostname(), "443")
+		} else {
+			host = net.JoinHostPort(u.Hostname(), "80")
+		}
+	}
+	s.agentAddr = host
+	base := *u
+	base.RawQuery, base.ForceQuery, base.Fragment = "", false, ""
+	s.agentBase = base.String()
+	if u.RawQuery != "" {
+		s.agentQuery = "?" + u.RawQuery
+	}
+	s.client = newAgentClient(host, u.Scheme == "https", s.cfg)
+	return nil
+}
+
+// Manifest returns the manifest the sidecar serves (with its key bound).
+func (s *Sidecar) Manifest() *manifest.Manifest { return s.cfg.Manifest }
+
+// ManifestDocument returns the served manifest document.
+func (s *Sidecar) ManifestDocument() []byte { return s.manifestDoc }
+
+// Reputation returns the sidecar's reputation store.
+func (s *Sidecar) Reputation() *reputation.Store { return s.rep }
+
+// ServeHTTP serves every endpoint on net/http, for those who mount the
+// sidecar in a server of their own.
+func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer s.recoverHTTP(w, r)
+	if r.URL.Path == "/proxy" || len(r.URL.Path) > len("/proxy/") && r.URL.Path[:len("/proxy/")] == "/proxy/" {
+		s.serveProxyHTTP(w, r)
+		return
+	}
+	s.adminHandler.ServeHTTP(w, r)
+}
+
+// Handler returns the sidecar as an http.Handler.
+func (s *Sidecar) Handler() http.Handler { return s }
+
+// Run listens on Config.Listen and serves until ctx is done, then shuts
+// down gracefully (see Serve).
+func (s *Sidecar) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("sidecar: listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is done. Then it stops accepting, lets
+// in-flight requests finish for at most ShutdownTimeout, flushes and closes
+// the flight recorder, and returns nil.
+func (s *Sidecar) Serve(ctx context.Context, ln net.Listener) error {
+	srv := s.fastServer()
+	s.log.Info("iatp sidecar serving",
+		"agent_id", s.cfg.Manifest.AgentID(), "agent_url", s.cfg.AgentURL, "listen", ln.Addr().String(),
+		"trust_score", s.cfg.Manifest.TrustScore(), "user_override", enabled(s.override.set),
+		"admin_endpoints", enabled(s.admin.set), "recorder", s.cfg.Recorder.Dir,
+		"caller_auth", s.callerAuthMode())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		cerr := s.Close()
+		if err != nil {
+			return fmt.Errorf("sidecar: serve: %w", err)
+		}
+		return cerr
+	case <-ctx.Done():
+	}
+	s.log.Info("iatp sidecar shutting down", "agent_id", s.cfg.Manifest.AgentID(), "grace", s.cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	serr := srv.ShutdownWithContext(sctx)
+	<-errc
+	if err := s.Close(); err != nil {
+		return err
+	}
+	if serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
+		return fmt.Errorf("sidecar: shutdown: %w", serr)
+	}
+	if serr != nil {
+		s.log.Warn("shutdown grace period over; connections still open were closed", "grace", s.cfg.ShutdownTimeout.String())
+	}
+	return nil
+}
+
+// Close flushes and closes the flight recorder and the agent connections.
+// It is idempotent.
+func (s *Sidecar) Close() error {
+	s.closeOnce.Do(func() {
+		s.client.CloseIdleConnections()
+		if err := s.rec.Close(); err != nil {
+			s.closeErr = fmt.Errorf("sidecar: close flight recorder: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+func (s *Sidecar) callerAuthMode() string {
+	switch {
+	case s.cfg.RequireAuthenticatedCallers:
+		return "required"
+	case s.verifier != nil:
+		return "verified when signed"
+	}
+	return "none configured (callers are unknown)"
+}
+
+func enabled(b bool) string {
+	if b {
+		return "enabled"
+	}
+	return "disabled"
+}
+
+// reputationOf returns what the reputation store holds about an agent.
+func (s *Sidecar) reputationOf(agentID string) policy.Reputation {
+	p, ok := s.rep.Score(agentID)
+	if !ok {
+		return policy.Reputation{}
+	}
+	return policy.Reputation{Known: true, Hundredths: int64(p), Level: manifest.TrustLevel(reputation.Level(p))}
+}
+
+func itoa(n int) string     { return strconv.Itoa(n) }
+func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
