@@ -67,6 +67,8 @@ func newRootCmd(s *streams) *cobra.Command {
 		newScanCmd(s),
 		newKeygenCmd(s), newAttestCmd(s), newManifestCmd(s),
 		newAuditCmd(s),
+		newSidecarCmd(s),
+		newDemoCmd(s),
 	)
 	return root
 }

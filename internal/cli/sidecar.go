@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/iatp/iatp/internal/config"
+	"github.com/iatp/iatp/sidecar"
+)
+
+func newSidecarCmd(s *streams) *cobra.Command {
+	var (
+		flags       config.Flags
+		configPath  string
+		logFormat   string
+		logLevel    string
+		requireAuth bool
+	)
+	cmd := &cobra.Command{
+		Use:   "sidecar",
+		Short: "Protect an agent: decide, scrub, record and forward every call to it",
+		Long: `Run the iatp sidecar in front of one agent.
+
+It serves the agent's manifest at /.well-known/agent-manifest and the
+protected call at POST /proxy: every request is checked against the agent's
+manifest and the operator's policy, scrubbed of sensitive data in what is
+recorded, written to the flight recorder (DATA_DIR/recorder), and forwarded
+only when allowed.
+
+Settings come from flags, then the environment (IATP_AGENT_URL, IATP_PORT,
+IATP_AGENT_ID, IATP_TRUST_LEVEL, IATP_REVERSIBILITY, IATP_RETENTION,
+IATP_HUMAN_IN_LOOP, IATP_TRAINING_CONSENT, IATP_TRUSTED_USER_OVERRIDE_TOKEN,
+IATP_ADMIN_TOKEN), then the --config file; docs/configuration.md lists every
+key. SIGINT or SIGTERM stops it gracefully.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(s, logFormat, logLevel)
+			if err != nil {
+				return usagef("%v", err)
+			}
+			var file *config.File
+			dir := ""
+			if configPath != "" {
+				if file, err = config.Load(configPath); err != nil {
+					if errors.Is(err, fs.ErrNotExist) {
+						return usagef("config: %v", err)
+					}
+					return failf("config: %v", err)
+				}
+				dir = filepath.Dir(configPath)
+			}
+			if cmd.Flags().Changed("require-authenticated-callers") {
+				flags.RequireAuthenticatedCallers = &requireAuth
+			}
+			cfg, src, err := config.Resolve(file, dir, os.Getenv, flags)
+			if err != nil {
+				return failf("cannot start the sidecar:\n%v", indent(err.Error()))
+			}
+			if src.Manifest != "" && os.Getenv("IATP_RETENTION") == "" && flags.Manifest == "" && os.Getenv("IATP_AGENT_ID") != "" {
+				logger.Warn("IATP_RETENTION is not set: the agent is taken to keep data permanently (cards are blocked, every call warns); set it to ephemeral, temporary or permanent")
+			}
+			cfg.Logger = logger
+			sc, err := sidecar.New(cfg)
+			if err != nil {
+				return failf("cannot start the sidecar: %v", err)
+			}
+			logger.Info("protecting agent", "agent_id", sc.Manifest().AgentID(), "manifest", src.Manifest, "data_dir", cfg.DataDir)
+			if err := sc.Run(cmd.Context()); err != nil {
+				return failf("%v", err)
+			}
+			logger.Info("iatp sidecar stopped")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&flags.AgentURL, "agent-url", "", "the protected agent's URL (env IATP_AGENT_URL)")
+	f.StringVar(&flags.Listen, "listen", "", "address to listen on (default "+sidecar.DefaultListen+"; env IATP_PORT sets the port)")
+	f.StringVar(&flags.Manifest, "manifest", "", "the agent's manifest, JSON or YAML, either shape")
+	f.StringVar(&configPath, "config", "", "YAML configuration file (policy, limits, tokens, recorder, identity)")
+	f.StringVar(&flags.DataDir, "data-dir", "", "directory for the sidecar's state (default "+config.DefaultDataDir+")")
+	f.StringVar(&flags.Key, "key", "", "the sidecar's private key (from iatp keygen): signs the manifest and the recorder's checkpoints")
+	f.StringVar(&flags.Attestation, "attestation", "", "the agent's attestation record (from iatp attest sign)")
+	f.StringArrayVar(&flags.TrustedAgents, "trusted-agent", nil, "ID=PUBFILE: a caller agent and its public key (repeatable)")
+	f.StringArrayVar(&flags.ControlPlaneKeys, "control-plane-key", nil, "ID=PUBFILE: a control-plane key whose attestations are accepted (repeatable)")
+	f.BoolVar(&requireAuth, "require-authenticated-callers", false, "refuse unsigned requests with 401")
+	f.BoolVar(&flags.RecorderRecover, "recorder-recover", false, "start a new recorder chain when the existing log fails verification (the old files are kept aside)")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// newLogger builds the structured logger the sidecar logs to (stderr).
+func newLogger(s *streams, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(s.err, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(s.err, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+func indent(s string) string {
+	out := "  "
+	for _, c := range s {
+		out += string(c)
+		if c == '\n' {
+			out += "  "
+		}
+	}
+	return out
+}

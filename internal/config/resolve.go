@@ -1,0 +1,277 @@
+package config
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/iatp/iatp/identity"
+	"github.com/iatp/iatp/manifest"
+	"github.com/iatp/iatp/recorder"
+	"github.com/iatp/iatp/sidecar"
+)
+
+// DefaultDataDir is the data directory when none is configured.
+const DefaultDataDir = "./iatp-data"
+
+// Flags are the command-line flags of iatp sidecar; empty values were not given.
+type Flags struct {
+	AgentURL, Listen, Manifest, DataDir string
+	Key, Attestation                    string
+	// TrustedAgents and ControlPlaneKeys are ID=PUBFILE pairs; they add to,
+	// and replace by id, those of the file.
+	TrustedAgents, ControlPlaneKeys []string
+	// RequireAuthenticatedCallers, when set, beats the file.
+	RequireAuthenticatedCallers *bool
+	RecorderRecover             bool
+}
+
+// Source says where the resolved settings came from, for the start-up log.
+type Source struct {
+	Manifest string // a path, or "environment (IATP_AGENT_ID …)"
+}
+
+// Resolve merges the file (may be nil; relative paths in it are taken from
+// configDir), the environment (getenv) and the flags — flags beat the
+// environment, which beats the file — and returns the sidecar's
+// configuration. Every problem is reported, naming its source.
+func Resolve(file *File, configDir string, getenv func(string) string, flags Flags) (sidecar.Config, Source, error) {
+	if file == nil {
+		file = &File{}
+	}
+	var (
+		cfg  sidecar.Config
+		src  Source
+		errs []error
+	)
+	bad := func(err error) { errs = append(errs, err) }
+	rel := func(p string) string {
+		if p == "" || filepath.IsAbs(p) || configDir == "" {
+			return p
+		}
+		return filepath.Join(configDir, p)
+	}
+
+	cfg.AgentURL = first(flags.AgentURL, getenv("IATP_AGENT_URL"), file.AgentURL)
+	cfg.Listen = first(file.Listen, sidecar.DefaultListen)
+	if p := getenv("IATP_PORT"); p != "" {
+		port, err := parsePort(p)
+		if err != nil {
+			bad(err)
+		} else {
+			host, _, err := net.SplitHostPort(cfg.Listen)
+			if err != nil {
+				host = "127.0.0.1"
+			}
+			cfg.Listen = net.JoinHostPort(host, strconv.Itoa(port))
+		}
+	}
+	if flags.Listen != "" {
+		cfg.Listen = flags.Listen
+	}
+	cfg.DataDir = first(flags.DataDir, file.DataDir, DefaultDataDir)
+
+	// The manifest: --manifest, else the environment, else the file's.
+	switch {
+	case flags.Manifest != "":
+		src.Manifest = flags.Manifest
+		cfg.Manifest = loadManifest(flags.Manifest, bad)
+	case getenv("IATP_AGENT_ID") != "":
+		src.Manifest = "environment (IATP_AGENT_ID and friends)"
+		m, err := ManifestFromEnv(getenv)
+		if err != nil {
+			bad(err)
+		}
+		cfg.Manifest = m
+	case file.Manifest != "":
+		src.Manifest = rel(file.Manifest)
+		cfg.Manifest = loadManifest(rel(file.Manifest), bad)
+	default:
+		bad(errors.New("no manifest: give --manifest FILE, set IATP_AGENT_ID (and IATP_TRUST_LEVEL, IATP_RETENTION …), or set manifest: in the config file"))
+	}
+
+	cfg.OverrideToken = secret("IATP_TRUSTED_USER_OVERRIDE_TOKEN", getenv, file.OverrideToken, rel(file.OverrideTokenFile), "override_token_file", bad)
+	cfg.AdminToken = secret("IATP_ADMIN_TOKEN", getenv, file.AdminToken, rel(file.AdminTokenFile), "admin_token_file", bad)
+
+	cfg.AgentTimeout = file.AgentTimeout
+	cfg.StreamTimeout = file.StreamTimeout
+	cfg.MaxBodyBytes = file.MaxBodyBytes
+	cfg.MaxJSONDepth = file.MaxJSONDepth
+	cfg.RedactForwarded = file.RedactForwarded
+	cfg.PublicTraces = file.PublicTraces
+	cfg.RateLimitPerMinute = file.RateLimit.RequestsPerMinute
+	cfg.RateLimitBurst = file.RateLimit.Burst
+	cfg.Policy = file.Policy
+
+	r := file.Recorder
+	switch r.Sync {
+	case "", string(recorder.SyncBatch), string(recorder.SyncAlways):
+	default:
+		bad(fmt.Errorf("recorder.sync: %q is not batch or always", r.Sync))
+	}
+	cfg.Recorder = recorder.Config{
+		Sync: recorder.SyncMode(r.Sync), SyncInterval: r.SyncInterval, SegmentBytes: r.SegmentBytes,
+		MaxAge: r.MaxAge, MaxTotalBytes: r.MaxTotalBytes, CheckpointEvery: r.CheckpointEvery,
+		Recover: r.Recover || flags.RecorderRecover,
+	}
+	cfg.MaxRecordPayload = r.MaxPayloadBytes
+	cfg.MaxResponseRecord = r.MaxResponseBytes
+
+	s := file.Server
+	cfg.ReadHeaderTimeout, cfg.ReadTimeout, cfg.IdleTimeout, cfg.ShutdownTimeout = s.ReadHeaderTimeout, s.ReadTimeout, s.IdleTimeout, s.ShutdownTimeout
+	cfg.MaxHeaderBytes, cfg.MaxConnsPerAgent = s.MaxHeaderBytes, s.MaxConnsPerAgent
+
+	id := file.Identity
+	if path := first(flags.Key, rel(id.Key)); path != "" {
+		k, err := identity.ReadPrivateKeyFile(path)
+		if err != nil {
+			bad(fmt.Errorf("key: %w", err))
+		}
+		cfg.Key = k
+	}
+	cfg.KeyID = id.KeyID
+	if path := first(flags.Attestation, rel(id.Attestation)); path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			bad(fmt.Errorf("attestation: %w", err))
+		} else if a, err := identity.DecodeAttestation(data); err != nil {
+			bad(fmt.Errorf("attestation %s: %w", path, err))
+		} else {
+			cfg.Attestation = a
+		}
+	}
+	cfg.TrustedAgents = keyMap("identity.trusted_agents", "--trusted-agent", id.TrustedAgents, flags.TrustedAgents, rel, bad)
+	cfg.ControlPlaneKeys = keyMap("identity.control_plane_keys", "--control-plane-key", id.ControlPlaneKeys, flags.ControlPlaneKeys, rel, bad)
+	cfg.RequireAuthenticatedCallers = id.RequireAuthenticatedCallers
+	if flags.RequireAuthenticatedCallers != nil {
+		cfg.RequireAuthenticatedCallers = *flags.RequireAuthenticatedCallers
+	}
+	cfg.MaxClockSkew = id.MaxClockSkew
+	cfg.MaxAttestationAge = id.MaxAttestationAge
+
+	if len(errs) > 0 {
+		return sidecar.Config{}, src, errors.Join(errs...)
+	}
+	return cfg, src, nil
+}
+
+func first(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func loadManifest(path string, bad func(error)) *manifest.Manifest {
+	m, err := manifest.ParseFile(path)
+	if err != nil {
+		bad(fmt.Errorf("manifest: %w", err))
+		return nil
+	}
+	return m
+}
+
+// secret returns the environment variable's value, else the file's inline
+// value, else the contents of the named file.
+func secret(env string, getenv func(string) string, inline, path, key string, bad func(error)) string {
+	if v := getenv(env); v != "" {
+		return v
+	}
+	if inline != "" {
+		return inline
+	}
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		bad(fmt.Errorf("%s: %w", key, err))
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// keyMap merges agent-id → key settings from the file and ID=PUBFILE flags.
+func keyMap(fileKey, flag string, fromFile map[string]string, fromFlags []string, rel func(string) string, bad func(error)) map[string]ed25519.PublicKey {
+	if len(fromFile) == 0 && len(fromFlags) == 0 {
+		return nil
+	}
+	out := make(map[string]ed25519.PublicKey)
+	for id, v := range fromFile {
+		pub, err := publicKey(v, rel)
+		if err != nil {
+			bad(fmt.Errorf("%s.%s: %w", fileKey, id, err))
+			continue
+		}
+		out[id] = pub
+	}
+	for _, pair := range fromFlags {
+		id, path, ok := strings.Cut(pair, "=")
+		if !ok || id == "" || path == "" {
+			bad(fmt.Errorf("%s %q: want ID=PUBFILE", flag, pair))
+			continue
+		}
+		pub, err := identity.ReadPublicKeyFile(path)
+		if err != nil {
+			bad(fmt.Errorf("%s %s: %w", flag, id, err))
+			continue
+		}
+		out[id] = pub
+	}
+	return out
+}
+
+// publicKey reads a key given inline or as a file path.
+func publicKey(v string, rel func(string) string) (ed25519.PublicKey, error) {
+	if pub, err := identity.ParsePublicKey(v); err == nil {
+		return pub, nil
+	}
+	return identity.ReadPublicKeyFile(rel(v))
+}
+
+// ManifestFromEnv builds a manifest from the Python sidecar's environment
+// variables: IATP_AGENT_ID (required), IATP_TRUST_LEVEL (default standard),
+// IATP_REVERSIBILITY (default none), IATP_RETENTION (default permanent, the
+// safe assumption), IATP_HUMAN_IN_LOOP and IATP_TRAINING_CONSENT (default
+// false). It is validated like a manifest file.
+func ManifestFromEnv(getenv func(string) string) (*manifest.Manifest, error) {
+	var errs []error
+	human, err := parseBool("IATP_HUMAN_IN_LOOP", getenv("IATP_HUMAN_IN_LOOP"))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	training, err := parseBool("IATP_TRAINING_CONSENT", getenv("IATP_TRAINING_CONSENT"))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	doc := map[string]any{
+		"protocol_version": manifest.DefaultProtocolVersion,
+		"identity":         map[string]any{"agent_id": getenv("IATP_AGENT_ID")},
+		"trust_level":      first(getenv("IATP_TRUST_LEVEL"), string(manifest.Standard)),
+		"reversibility":    map[string]any{"level": first(getenv("IATP_REVERSIBILITY"), string(manifest.ReversibilityNone))},
+		"privacy": map[string]any{
+			"retention_policy": first(getenv("IATP_RETENTION"), string(manifest.RetentionPermanent)),
+			"human_in_loop":    human, "training_consent": training,
+		},
+	}
+	data, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	m, err := manifest.Parse(data)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("manifest from the environment: %w", err))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return m, nil
+}
