@@ -50,10 +50,11 @@ type streams struct {
 // newRootCmd builds the whole command tree.
 func newRootCmd(s *streams) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "iatp",
-		Short:         "Inter-Agent Trust Protocol: a trust sidecar and control plane for AI agents",
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		Use:               "iatp",
+		Short:             "Inter-Agent Trust Protocol: a trust sidecar and control plane for AI agents",
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
 	root.SetIn(s.in)
 	root.SetOut(s.out)

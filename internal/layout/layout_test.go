@@ -1,0 +1,49 @@
+package layout
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/iatp/iatp/"
+
+// allowed lists, for each package, the iatp packages it may import.
+var allowed = map[string][]string{
+	"manifest":   {},
+	"detect":     {},
+	"identity":   {},
+	"recorder":   {},
+	"reputation": {},
+	"policy":     {"manifest", "detect"},
+	"sidecar":    {"manifest", "detect", "policy", "recorder", "reputation", "identity"},
+}
+
+// TestDependenciesPointOneWay fails when a package imports an iatp package
+// above it or beside it.
+func TestDependenciesPointOneWay(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"...").Output()
+	if err != nil {
+		t.Skipf("go list unavailable: %v", err)
+	}
+	seen := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg := strings.TrimPrefix(fields[0], module)
+		want, ok := allowed[pkg]
+		if !ok {
+			continue
+		}
+		seen++
+		for _, imp := range fields[1:] {
+			dep, isOurs := strings.CutPrefix(imp, module)
+			if isOurs && !slices.Contains(want, dep) {
+				t.Errorf("%s imports %s; it may import only %v", pkg, dep, want)
+			}
+		}
+	}
+	if seen != len(allowed) {
+		t.Errorf("checked %d packages, want %d: was one renamed?", seen, len(allowed))
+	}
+}
