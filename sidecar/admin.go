@@ -28,24 +28,38 @@ const maxTraceRecords = 1000
 // and use net/http.
 func (s *Sidecar) adminMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/agent-manifest", s.serveManifest)
-	mux.HandleFunc("GET /.well-known/agent-attestation", s.serveAttestation)
-	mux.HandleFunc("GET /health", s.serveHealth)
-	mux.HandleFunc("GET /healthz", s.serveHealthz)
-	mux.HandleFunc("GET /readyz", s.serveReadyz)
-	mux.HandleFunc("GET /trace/{trace_id}", s.serveTrace)
-	mux.HandleFunc("GET /quarantine/{trace_id}", s.serveQuarantine)
+	route := func(method, pattern string, h http.HandlerFunc) { routeJSON(mux, method, pattern, h) }
+	route("GET", "/.well-known/agent-manifest", s.serveManifest)
+	route("GET", "/.well-known/agent-attestation", s.serveAttestation)
+	route("GET", "/health", s.serveHealth)
+	route("GET", "/healthz", s.serveHealthz)
+	route("GET", "/readyz", s.serveReadyz)
+	route("GET", "/trace/{trace_id}", s.serveTrace)
+	route("GET", "/quarantine/{trace_id}", s.serveQuarantine)
 	// /reputation/export is registered before /reputation/{agent_id} in the
 	// Python package and is unreachable there; the mux prefers the literal.
-	mux.HandleFunc("GET /reputation/export", s.serveReputationExport)
-	mux.HandleFunc("POST /reputation/import", s.serveReputationImport)
-	mux.HandleFunc("GET /reputation/{agent_id}", s.serveReputation)
-	mux.HandleFunc("POST /reputation/{agent_id}/slash", s.serveSlash)
-	mux.Handle("GET /metrics", s.metrics.handler())
+	route("GET", "/reputation/export", s.serveReputationExport)
+	route("POST", "/reputation/import", s.serveReputationImport)
+	route("GET", "/reputation/{agent_id}", s.serveReputation)
+	route("POST", "/reputation/{agent_id}/slash", s.serveSlash)
+	route("GET", "/metrics", s.metrics.handler().ServeHTTP)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, requestTraceID(r), errorf(http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (the protected call is POST /proxy)"))
+		writeError(w, requestTraceID(r), errorf(http.StatusNotFound, "no such endpoint: "+r.Method+" "+clipID(r.URL.Path)+" (the protected call is POST /proxy)"))
 	})
 	return mux
+}
+
+// routeJSON registers h for pattern and answers other methods with a JSON
+// 405 (ServeMux's own 405 is plain text). GET also serves HEAD.
+func routeJSON(mux *http.ServeMux, method, pattern string, h http.HandlerFunc) {
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method && (method != http.MethodGet || r.Method != http.MethodHead) {
+			w.Header().Set("Allow", method)
+			writeError(w, requestTraceID(r), errorf(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+clipID(r.URL.Path)+": use "+method))
+			return
+		}
+		h(w, r)
+	})
 }
 
 // requestTraceID returns the request's valid trace id or a new one.

@@ -44,6 +44,14 @@ func TestWellKnownAndHealth(t *testing.T) {
 	if r := h.do("GET", "/nope", ""); r.status != 404 || r.str("trace_id") == "" {
 		t.Errorf("unknown path: %d %s", r.status, r.body)
 	}
+	for _, p := range []string{"/health", "/.well-known/agent-manifest", "/reputation/x", "/trace/x"} {
+		if r := h.do("DELETE", p, ""); r.status != 405 || r.str("trace_id") == "" || r.header.Get("Allow") != "GET" {
+			t.Errorf("DELETE %s: %d %s", p, r.status, r.body)
+		}
+	}
+	if r := h.do("GET", "/reputation/x/slash", ""); r.status != 405 || r.header.Get("Allow") != "POST" {
+		t.Errorf("GET slash: %d %s", r.status, r.body)
+	}
 	h.agent.srv.Close()
 	if r := h.do("GET", "/readyz", ""); r.status != 503 {
 		t.Errorf("readyz with the agent down: %d %s", r.status, r.body)
