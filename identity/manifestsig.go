@@ -395,6 +395,24 @@ func checkSignatures(pd *parsedDoc, payload []byte) ([]checkedSignature, error) 
 	return out, nil
 }
 
+// signedParts parses a signed manifest document into the canonical
+// payload its signatures cover and its well-formed signature entries.
+func signedParts(doc []byte) ([]byte, []checkedSignature, error) {
+	pd, err := parseManifestDoc(doc)
+	if err != nil {
+		return nil, nil, err
+	}
+	payload, err := pd.payload()
+	if err != nil {
+		return nil, nil, err
+	}
+	sigs, err := checkSignatures(pd, payload)
+	if err != nil {
+		return nil, nil, err
+	}
+	return payload, sigs, nil
+}
+
 // VerifyManifest checks the signatures of a signed manifest document and
 // returns the kids whose signature verified. resolve maps a kid to its
 // public key; a kid it returns an error for is skipped (an unknown signer
@@ -408,15 +426,7 @@ func VerifyManifest(doc []byte, resolve func(kid string) (ed25519.PublicKey, err
 	if resolve == nil {
 		return nil, fmt.Errorf("%w: no key resolver", ErrNoValidSignature)
 	}
-	pd, err := parseManifestDoc(doc)
-	if err != nil {
-		return nil, err
-	}
-	payload, err := pd.payload()
-	if err != nil {
-		return nil, err
-	}
-	sigs, err := checkSignatures(pd, payload)
+	payload, sigs, err := signedParts(doc)
 	if err != nil {
 		return nil, err
 	}
@@ -449,15 +459,7 @@ func VerifyManifestKey(doc []byte, pub ed25519.PublicKey) ([]string, error) {
 	if len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("%w: public key is %d bytes, want %d", ErrInvalidKey, len(pub), ed25519.PublicKeySize)
 	}
-	pd, err := parseManifestDoc(doc)
-	if err != nil {
-		return nil, err
-	}
-	payload, err := pd.payload()
-	if err != nil {
-		return nil, err
-	}
-	sigs, err := checkSignatures(pd, payload)
+	payload, sigs, err := signedParts(doc)
 	if err != nil {
 		return nil, err
 	}

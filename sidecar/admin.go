@@ -144,14 +144,8 @@ type traceResponse struct {
 }
 
 func (s *Sidecar) serveTrace(w http.ResponseWriter, r *http.Request) {
-	traceID := requestTraceID(r)
-	if e := s.authorizeTraces(r); e != nil {
-		writeError(w, traceID, e)
-		return
-	}
-	id, e := pathTraceID(r)
-	if e != nil {
-		writeError(w, traceID, e)
+	traceID, id, ok := s.traceLookup(w, r)
+	if !ok {
 		return
 	}
 	recs, err := s.rec.Trace(r.Context(), id, maxTraceRecords)
@@ -166,6 +160,22 @@ func (s *Sidecar) serveTrace(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, traceID, http.StatusOK, traceResponse{TraceID: id, Logs: recs})
 }
 
+// traceLookup authorises a /trace or /quarantine request and validates its
+// {trace_id}; on failure it has answered and ok is false.
+func (s *Sidecar) traceLookup(w http.ResponseWriter, r *http.Request) (traceID, id string, ok bool) {
+	traceID = requestTraceID(r)
+	if e := s.authorizeTraces(r); e != nil {
+		writeError(w, traceID, e)
+		return traceID, "", false
+	}
+	id, e := pathTraceID(r)
+	if e != nil {
+		writeError(w, traceID, e)
+		return traceID, "", false
+	}
+	return traceID, id, true
+}
+
 // authorizeTraces guards /trace and /quarantine: they hold (scrubbed)
 // request payloads, so they need the admin token unless the operator made
 // them public.
@@ -177,14 +187,8 @@ func (s *Sidecar) authorizeTraces(r *http.Request) *httpError {
 }
 
 func (s *Sidecar) serveQuarantine(w http.ResponseWriter, r *http.Request) {
-	traceID := requestTraceID(r)
-	if e := s.authorizeTraces(r); e != nil {
-		writeError(w, traceID, e)
-		return
-	}
-	id, e := pathTraceID(r)
-	if e != nil {
-		writeError(w, traceID, e)
+	traceID, id, ok := s.traceLookup(w, r)
+	if !ok {
 		return
 	}
 	sess, ok := s.quarantine.get(id)

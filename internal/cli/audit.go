@@ -205,16 +205,9 @@ fails its hash, 2 on bad arguments or when DIR holds no log.`,
 			if limit < 0 {
 				return usagef("--limit %d is negative", limit)
 			}
-			dir, err := recorderDir(dataDir)
+			r, err := openRecorderReader(dataDir)
 			if err != nil {
 				return err
-			}
-			r, err := recorder.OpenReader(dir)
-			if errors.Is(err, recorder.ErrNoLog) {
-				return usagef("no flight recorder log in %s", dir)
-			}
-			if err != nil {
-				return failf("%v", err)
 			}
 			defer r.Close()
 			recs, err := r.Trace(cmd.Context(), id, limit)
@@ -234,7 +227,7 @@ fails its hash, 2 on bad arguments or when DIR holds no log.`,
 				return nil
 			}
 			if len(recs) == 0 {
-				return failf("no records for trace %s in %s", id, dir)
+				return failf("no records for trace %s in %s", id, dataDir)
 			}
 			fmt.Fprintf(s.out, "trace %s: %d records\n", id, len(recs))
 			for _, rec := range recs {
@@ -356,16 +349,9 @@ DIR holds no log.`,
 			if interval <= 0 {
 				return usagef("--interval %v must be positive", interval)
 			}
-			dir, err := recorderDir(dataDir)
+			r, err := openRecorderReader(dataDir)
 			if err != nil {
 				return err
-			}
-			r, err := recorder.OpenReader(dir)
-			if errors.Is(err, recorder.ErrNoLog) {
-				return usagef("no flight recorder log in %s", dir)
-			}
-			if err != nil {
-				return failf("%v", err)
 			}
 			defer r.Close()
 			emit := func(rec recorder.Record) error {
@@ -404,4 +390,21 @@ DIR holds no log.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print each record as its stored JSON line")
 	cmd.Flags().DurationVar(&interval, "interval", 200*time.Millisecond, "how often -f looks for new records")
 	return cmd
+}
+
+// openRecorderReader opens the flight recorder of a data dir for reading,
+// mapping a missing log to a usage error.
+func openRecorderReader(dataDir string) (*recorder.Reader, error) {
+	dir, err := recorderDir(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	r, err := recorder.OpenReader(dir)
+	if errors.Is(err, recorder.ErrNoLog) {
+		return nil, usagef("no flight recorder log in %s", dir)
+	}
+	if err != nil {
+		return nil, failf("%v", err)
+	}
+	return r, nil
 }
