@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -44,7 +43,7 @@ func (s *Sidecar) adminMux() *http.ServeMux {
 	route("POST", "/reputation/{agent_id}/slash", s.serveSlash)
 	route("GET", "/metrics", s.metrics.handler().ServeHTTP)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, requestTraceID(r), errorf(http.StatusNotFound, "no such endpoint: "+r.Method+" "+clipID(r.URL.Path)+" (the protected call is POST /proxy)"))
+		writeError(w, requestTraceID(r), errorf(http.StatusNotFound, "no such endpoint: "+r.Method+" "+clipText(r.URL.Path)+" (the protected call is POST /proxy)"))
 	})
 	return mux
 }
@@ -55,7 +54,7 @@ func routeJSON(mux *http.ServeMux, method, pattern string, h http.HandlerFunc) {
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != method && (method != http.MethodGet || r.Method != http.MethodHead) {
 			w.Header().Set("Allow", method)
-			writeError(w, requestTraceID(r), errorf(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+clipID(r.URL.Path)+": use "+method))
+			writeError(w, requestTraceID(r), errorf(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+clipText(r.URL.Path)+": use "+method))
 			return
 		}
 		h(w, r)
@@ -204,7 +203,7 @@ func (s *Sidecar) serveReputation(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("agent_id")
 	snap, ok := s.rep.Get(id)
 	if !ok {
-		writeError(w, traceID, errorf(http.StatusNotFound, "No reputation data for agent '"+clipID(id)+"'"))
+		writeError(w, traceID, errorf(http.StatusNotFound, "No reputation data for agent '"+clipText(id)+"'"))
 		return
 	}
 	writeJSON(w, traceID, http.StatusOK, snap)
@@ -256,6 +255,10 @@ func (s *Sidecar) serveSlash(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if strings.EqualFold(strings.TrimSpace(req.Reason), reputation.TypeSuccess) {
+		writeError(w, traceID, errorf(http.StatusBadRequest, "reason: a slash reports misbehaviour (hallucination, failure, timeout or error), not success"))
+		return
+	}
 	details := req.Details
 	if string(details) == "null" {
 		details = nil
@@ -294,6 +297,12 @@ func (s *Sidecar) serveReputationImport(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		writeError(w, traceID, &httpError{status: http.StatusBadRequest, msg: err.Error()})
 		return
+	}
+	details, _ := json.Marshal(map[string]any{"source": "admin", "agents_updated": n, "bytes": len(body)})
+	rec := &recorder.Record{Kind: recorder.KindReputation, TraceID: traceID, AgentID: s.cfg.Manifest.AgentID(),
+		Reasons: []string{"import"}, Details: details}
+	if _, err := s.rec.Append(context.WithoutCancel(r.Context()), rec); err != nil {
+		s.log.Error("flight recorder: cannot record a reputation import", "trace_id", traceID, "err", err)
 	}
 	writeJSON(w, traceID, http.StatusOK, map[string]any{"status": "imported", "agents_updated": n})
 }
@@ -336,12 +345,4 @@ func decodeObject(body []byte, v any) *httpError {
 		return errorf(http.StatusBadRequest, "Invalid JSON payload: "+err.Error())
 	}
 	return nil
-}
-
-// clipID keeps an untrusted id printable and short in messages.
-func clipID(id string) string {
-	if len(id) > 128 {
-		id = id[:128]
-	}
-	return url.PathEscape(id)
 }

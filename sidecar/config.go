@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/iatp/iatp/identity"
@@ -117,6 +118,11 @@ type Config struct {
 	MaxClockSkew time.Duration
 	// MaxAttestationAge bounds the age of v1 attestations; 0 means 24 h.
 	MaxAttestationAge time.Duration
+	// PublicURL is the sidecar's URL as callers address it, such as
+	// "https://bank.example.com", when a load balancer or TLS terminator in
+	// front of it changes the scheme or Host: request signatures cover the
+	// URI the caller used. Empty means the scheme and Host of each request.
+	PublicURL string
 	// PublicTraces serves /trace and /quarantine without the admin token,
 	// as the Python package does. They hold scrubbed request payloads.
 	PublicTraces bool
@@ -135,6 +141,12 @@ func (cfg Config) withDefaults() (Config, error) {
 		bad("agent URL is required (--agent-url or IATP_AGENT_URL)")
 	} else if u, err := url.Parse(cfg.AgentURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("agent URL %q must be an absolute http:// or https:// URL", cfg.AgentURL)
+	}
+	if cfg.PublicURL != "" {
+		if u, err := url.Parse(cfg.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			bad("public URL %q must be scheme and host only, such as https://bank.example.com", cfg.PublicURL)
+		}
+		cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	}
 	if cfg.Manifest == nil {
 		bad("a manifest is required (--manifest FILE, or IATP_AGENT_ID and friends)")
@@ -189,6 +201,10 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.RateLimitPerMinute == 0 && cfg.Manifest != nil {
 		cfg.RateLimitPerMinute = cfg.Manifest.Capabilities.RateLimit
+	}
+	if cfg.Recorder.MaxRecordBytes == 0 {
+		// A record holds at most one bounded payload plus reasons and details.
+		cfg.Recorder.MaxRecordBytes = max(recorder.DefaultMaxRecordBytes, max(cfg.MaxRecordPayload, cfg.MaxResponseRecord)+64<<10)
 	}
 	if cfg.Recorder.Dir == "" && cfg.DataDir != "" {
 		cfg.Recorder.Dir = cfg.DataDir + "/recorder"

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 )
 
 // httpError is an error with the status and JSON body it is answered with.
@@ -16,7 +18,9 @@ type httpError struct {
 	fields map[string]any
 	// retryAfter sets Retry-After (seconds) when positive.
 	retryAfter int
-	// cause is logged, never sent.
+	// allow sets the Allow header of a 405.
+	allow string
+	// cause is logged (see logFailure), never sent.
 	cause error
 }
 
@@ -54,6 +58,9 @@ func writeError(w http.ResponseWriter, traceID string, e *httpError) {
 	if e.retryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(e.retryAfter))
 	}
+	if e.allow != "" {
+		h.Set("Allow", e.allow)
+	}
 	w.WriteHeader(e.status)
 	_, _ = w.Write(e.body(traceID))
 }
@@ -80,4 +87,39 @@ const (
 	headerLatency     = "X-Agent-Latency-Ms"
 	headerQuarantined = "X-Agent-Quarantined"
 	headerCallerID    = "X-IATP-Caller-ID"
+	// headerCallerAttested tells the agent whether the authenticated
+	// caller's key came from a control-plane attestation.
+	headerCallerAttested = "X-IATP-Caller-Attested"
 )
+
+// logFailure logs why a request failed when there is more to say than the
+// answer does: the cause of a 5xx at error level, of anything else at debug.
+func (s *Sidecar) logFailure(traceID string, e *httpError) {
+	switch {
+	case e.status >= 500:
+		s.log.Error("request failed", "trace_id", traceID, "status", e.status, "error", e.msg, "cause", errString(e.cause))
+	case e.cause != nil:
+		s.log.Debug("request refused", "trace_id", traceID, "status", e.status, "error", e.msg, "cause", e.cause.Error())
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// clipText keeps an untrusted value short and printable in messages.
+func clipText(v string) string {
+	const n = 128
+	if len(v) > n {
+		v = v[:n] + "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return '?'
+		}
+		return r
+	}, v)
+}

@@ -91,6 +91,9 @@ func (s *Sidecar) serveProxyFast(ctx *fasthttp.RequestCtx, path []byte) {
 		},
 		remoteIP: ctx.RemoteIP().String(),
 		targetURI: func() string {
+			if s.cfg.PublicURL != "" {
+				return s.cfg.PublicURL + string(req.RequestURI())
+			}
 			scheme := "http://"
 			if ctx.IsTLS() {
 				scheme = "https://"
@@ -103,12 +106,14 @@ func (s *Sidecar) serveProxyFast(ctx *fasthttp.RequestCtx, path []byte) {
 	rctx := context.Background()
 	v, traceID, e := s.admit(rctx, &in)
 	if e != nil {
+		s.logFailure(traceID, e)
 		writeErrorFast(ctx, traceID, e)
 		return
 	}
 	resp, latency, e := s.forward(rctx, v, req, acceptsEventStream(req.Header.Peek("Accept")), in.remoteIP)
 	if e != nil {
 		v.release()
+		s.logFailure(v.traceID, e)
 		writeErrorFast(ctx, v.traceID, e)
 		return
 	}
@@ -156,6 +161,9 @@ func writeErrorFast(ctx *fasthttp.RequestCtx, traceID string, e *httpError) {
 	if e.retryAfter > 0 {
 		ctx.Response.Header.Set("Retry-After", strconv.Itoa(e.retryAfter))
 	}
+	if e.allow != "" {
+		ctx.Response.Header.Set("Allow", e.allow)
+	}
 	ctx.SetBody(e.body(traceID))
 }
 
@@ -178,6 +186,7 @@ func (s *Sidecar) fastError(ctx *fasthttp.RequestCtx, err error) {
 	if isProxyPath(ctx.Request.URI().PathOriginal()) {
 		s.recordRefusal(ctx, recorder.KindError, traceID, policy.Caller{}, e, nil, s.cfg.Clock())
 	}
+	s.log.Debug("unreadable request", "trace_id", traceID, "status", e.status, "cause", err.Error())
 	writeErrorFast(ctx, traceID, e)
 }
 

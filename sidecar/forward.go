@@ -24,15 +24,35 @@ import (
 const bufferLimit = 64 << 10
 
 // hopHeaders are connection-level headers that a proxy never passes on
-// (RFC 9110 §7.6.1), plus the secrets and identity headers the sidecar owns:
-// the caller's override token is a human's secret and never reaches the
-// agent, and X-IATP-* headers are set by the sidecar alone.
+// (RFC 9110 §7.6.1).
 var hopHeaders = []string{
 	"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection",
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
-var strippedRequestHeaders = []string{headerOverride, headerCallerID, "X-Iatp-Attestation", "X-Iatp-Caller-Attested"}
+// stripCallerHeaders removes what a caller may not pass to the agent: the
+// override token, a human's secret, and every X-IATP-* header, which only
+// the sidecar sets (a caller must not be able to claim an identity).
+func stripCallerHeaders(h *fasthttp.RequestHeader) {
+	h.Del(headerOverride)
+	var iatp [8][]byte
+	n := 0
+	for k := range h.All() {
+		if len(k) > 7 && bytes.EqualFold(k[:7], []byte("X-Iatp-")) {
+			if n == len(iatp) {
+				break
+			}
+			iatp[n] = append([]byte(nil), k...)
+			n++
+		}
+	}
+	for _, k := range iatp[:n] {
+		h.DelBytes(k)
+	}
+	if n == len(iatp) { // more than fit: keep deleting until none is left
+		stripCallerHeaders(h)
+	}
+}
 
 // newAgentClient builds the pooled keep-alive client to the agent. The
 // settings are the ones measured in docs/http-stack.md.
@@ -67,15 +87,14 @@ func (s *Sidecar) forward(ctx context.Context, v *verdict, req *fasthttp.Request
 	for _, k := range hopHeaders {
 		h.Del(k)
 	}
-	for _, k := range strippedRequestHeaders {
-		h.Del(k)
-	}
+	stripCallerHeaders(h)
 	h.ResetConnectionClose()
 	req.SetRequestURI(v.agentURL)
 	req.UseHostHeader = false
 	h.Set(headerTraceID, v.traceID)
 	if v.caller.Authenticated {
 		h.Set(headerCallerID, v.caller.AgentID)
+		h.Set(headerCallerAttested, strconv.FormatBool(v.caller.Attested))
 	}
 	if remoteIP != "" {
 		if prior := h.Peek("X-Forwarded-For"); len(prior) > 0 {
@@ -131,7 +150,10 @@ func readWhole(resp *fasthttp.Response, cl int) error {
 func (s *Sidecar) agentFailed(ctx context.Context, v *verdict, err error, latency, timeout time.Duration) *httpError {
 	var ne net.Error
 	timedOut := errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &ne) && ne.Timeout())
-	e := &httpError{status: http.StatusBadGateway, msg: "Backend agent error: " + describeAgentError(err), cause: err}
+	// The error may quote the agent's answer; only its scrubbed, bounded
+	// description is kept, sent, logged or recorded.
+	described := describeAgentError(err)
+	e := &httpError{status: http.StatusBadGateway, msg: "Backend agent error: " + described, cause: errors.New(described)}
 	kind := reputation.TypeError
 	if timedOut {
 		e.status, e.msg, kind = http.StatusGatewayTimeout, "Backend agent timeout: no answer within "+timeout.String()+s.slaNote(timeout), reputation.TypeTimeout
@@ -139,7 +161,7 @@ func (s *Sidecar) agentFailed(ctx context.Context, v *verdict, err error, latenc
 	rec := s.recovery(kind)
 	e.fields = map[string]any{"recovery": rec}
 	s.metrics.upstream.WithLabelValues(kind).Inc()
-	details, _ := json.Marshal(map[string]any{"error": err.Error(), "timeout_ms": timeout.Milliseconds(), "recovery": rec})
+	details, _ := json.Marshal(map[string]any{"error": described, "timeout_ms": timeout.Milliseconds(), "recovery": rec})
 	s.record(ctx, &recorder.Record{Kind: recorder.KindError, TraceID: v.traceID, Decision: v.decision.Outcome.String(),
 		Reasons: []string{e.msg}, Status: e.status, LatencyMs: ms(latency), Details: details}, v.caller, s.cfg.Clock())
 	s.recordOwnReputation(ctx, v.traceID, kind)
@@ -164,7 +186,9 @@ func describeAgentError(err error) string {
 	if errors.As(err, &oe) && oe.Op == "dial" {
 		return "cannot connect to the agent: " + oe.Err.Error()
 	}
-	return err.Error()
+	// The error may quote the agent's malformed answer: scrub and bound it.
+	msg, _ := detect.ScrubText(nil, []byte(err.Error()))
+	return clipText(string(msg))
 }
 
 // recoveryAdvice is the "recovery" member of 502 and 504 answers.
@@ -243,7 +267,7 @@ func (s *Sidecar) scrubAnswer(body, contentType []byte, truncated bool) json.Raw
 	}
 	if !truncated && bytes.Contains(contentType, []byte("json")) {
 		if out, _, err := detect.ScrubJSON(nil, body, detect.Options{MaxDepth: s.cfg.MaxJSONDepth}); err == nil {
-			return out
+			return s.boundedPayload(out, s.cfg.MaxResponseRecord)
 		}
 	}
 	if truncated {

@@ -48,6 +48,9 @@ func (s *Sidecar) serveProxyHTTP(w http.ResponseWriter, r *http.Request) {
 		},
 		remoteIP: host,
 		targetURI: func() string {
+			if s.cfg.PublicURL != "" {
+				return s.cfg.PublicURL + r.URL.RequestURI()
+			}
 			scheme := "http://"
 			if r.TLS != nil {
 				scheme = "https://"
@@ -57,6 +60,7 @@ func (s *Sidecar) serveProxyHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	v, traceID, e := s.admit(r.Context(), &in)
 	if e != nil {
+		s.logFailure(traceID, e)
 		writeError(w, traceID, e)
 		return
 	}
@@ -72,6 +76,7 @@ func (s *Sidecar) serveProxyHTTP(w http.ResponseWriter, r *http.Request) {
 	req.SetBodyRaw(v.body)
 	resp, latency, e := s.forward(r.Context(), v, req, acceptsEventStream([]byte(r.Header.Get("Accept"))), host)
 	if e != nil {
+		s.logFailure(v.traceID, e)
 		writeError(w, v.traceID, e)
 		return
 	}

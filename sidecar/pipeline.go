@@ -82,8 +82,11 @@ func (s *Sidecar) admit(ctx context.Context, in *inbound) (*verdict, string, *ht
 	now := s.cfg.Clock()
 	traceID := in.header(headerTraceID)
 	if in.method != http.MethodPost {
-		return nil, s.fallbackTraceID(traceID), &httpError{status: http.StatusMethodNotAllowed,
-			msg: "method " + in.method + " not allowed: the protected call is POST /proxy", fields: map[string]any{"allow": "POST"}}
+		id := s.fallbackTraceID(traceID)
+		e := &httpError{status: http.StatusMethodNotAllowed, allow: http.MethodPost,
+			msg: "method " + clipText(in.method) + " not allowed: the protected call is POST /proxy"}
+		s.recordRefusal(ctx, recorder.KindError, id, policy.Caller{}, e, nil, now)
+		return nil, id, e
 	}
 	if traceID == "" {
 		traceID = newTraceID()
@@ -148,7 +151,7 @@ func (s *Sidecar) admit(ctx context.Context, in *inbound) (*verdict, string, *ht
 		v.release()
 		return nil, traceID, e
 	}
-	payload := s.boundedPayload(scrubbed)
+	payload := s.boundedPayload(scrubbed, s.cfg.MaxRecordPayload)
 	v.body = body
 	if s.cfg.RedactForwarded {
 		v.body = scrubbed
@@ -157,7 +160,12 @@ func (s *Sidecar) admit(ctx context.Context, in *inbound) (*verdict, string, *ht
 	in2 := policy.Input{
 		Direction: policy.Ingress,
 		Caller:    caller,
-		Target:    policy.Target{Manifest: s.cfg.Manifest, Reputation: s.reputationOf(s.cfg.Manifest.AgentID())},
+		// The sidecar's own manifest is scored as written (PROTOCOL §2). Its
+		// agent's reputation is kept for the mesh, but lowering the agent's
+		// own score with it would turn an outage into a lock-out: failures
+		// lower the score, warnings stop every call, and no success can
+		// ever raise it again.
+		Target:    policy.Target{Manifest: s.cfg.Manifest},
 		Request:   policy.Request{Method: in.method, Path: "/proxy" + in.subpath, Headers: in.headers},
 		Sensitive: found,
 	}
@@ -172,6 +180,7 @@ func (s *Sidecar) admit(ctx context.Context, in *inbound) (*verdict, string, *ht
 		return nil, traceID, e
 	}
 	v.decision = d
+	s.metrics.decisions.WithLabelValues(d.Outcome.String()).Inc()
 	switch d.Outcome {
 	case policy.Block:
 		e := &httpError{status: http.StatusForbidden, msg: d.Reason, fields: map[string]any{"blocked": true, "blocked_by": d.Rule}}
@@ -190,6 +199,7 @@ func (s *Sidecar) admit(ctx context.Context, in *inbound) (*verdict, string, *ht
 			return nil, traceID, e
 		}
 		// A valid override lets the request go ahead, quarantined if it must be.
+		s.metrics.decisions.WithLabelValues("override").Inc()
 		var details json.RawMessage
 		if d.Quarantine {
 			sess := s.quarantine.add(traceID, d.WarningText(), s.manifestDoc, now)
@@ -297,9 +307,10 @@ func (s *Sidecar) agentTarget(subpath, query string) (string, *httpError) {
 }
 
 // boundedPayload returns the scrubbed payload to record, or a summary when
-// it is larger than MaxRecordPayload.
-func (s *Sidecar) boundedPayload(scrubbed []byte) json.RawMessage {
-	if len(scrubbed) <= s.cfg.MaxRecordPayload {
+// it is larger than MaxRecordPayload, so that a record always fits the
+// recorder's limit.
+func (s *Sidecar) boundedPayload(scrubbed []byte, limit int) json.RawMessage {
+	if len(scrubbed) <= limit {
 		return scrubbed
 	}
 	sum := sha256.Sum256(scrubbed)
@@ -315,7 +326,7 @@ func (s *Sidecar) textPayload(body []byte) json.RawMessage {
 	}
 	scrubbed, _ := detect.ScrubText(nil, body)
 	b, _ := json.Marshal(strings.ToValidUTF8(string(scrubbed), "\uFFFD"))
-	return b
+	return s.boundedPayload(b, s.cfg.MaxRecordPayload) // escaping can make the string longer than the body
 }
 
 // fallbackTraceID keeps a valid trace id for an early refusal.

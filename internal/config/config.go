@@ -94,8 +94,11 @@ type Identity struct {
 	// id; values as for TrustedAgents.
 	ControlPlaneKeys            map[string]string `yaml:"control_plane_keys"`
 	RequireAuthenticatedCallers bool              `yaml:"require_authenticated_callers"`
-	MaxClockSkew                time.Duration     `yaml:"max_clock_skew"`
-	MaxAttestationAge           time.Duration     `yaml:"max_attestation_age"`
+	// PublicURL is the sidecar's URL as callers address it (scheme and
+	// host), when a proxy in front of it changes them; signatures cover it.
+	PublicURL         string        `yaml:"public_url"`
+	MaxClockSkew      time.Duration `yaml:"max_clock_skew"`
+	MaxAttestationAge time.Duration `yaml:"max_attestation_age"`
 }
 
 // Load reads and strictly decodes a configuration file: an unknown key is

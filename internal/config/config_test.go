@@ -149,6 +149,12 @@ func TestIdentityFromFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Chmod(tokenPath, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Resolve(file, dir, env(nil), Flags{}); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("a token file readable by others: %v", err)
+	}
 	if cfg.Key.IsZero() || len(cfg.TrustedAgents) != 2 || len(cfg.ControlPlaneKeys) != 1 || cfg.AdminToken != "admin-token-from-file-0123" {
 		t.Errorf("identity %+v admin %q", cfg.TrustedAgents, cfg.AdminToken)
 	}

@@ -152,6 +152,7 @@ func Resolve(file *File, configDir string, getenv func(string) string, flags Fla
 	if flags.RequireAuthenticatedCallers != nil {
 		cfg.RequireAuthenticatedCallers = *flags.RequireAuthenticatedCallers
 	}
+	cfg.PublicURL = id.PublicURL
 	cfg.MaxClockSkew = id.MaxClockSkew
 	cfg.MaxAttestationAge = id.MaxAttestationAge
 
@@ -189,6 +190,10 @@ func secret(env string, getenv func(string) string, inline, path, key string, ba
 		return inline
 	}
 	if path == "" {
+		return ""
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		bad(fmt.Errorf("%s: %s is readable by other users (mode %#o); fix it with: chmod 600 %s", key, path, fi.Mode().Perm(), path))
 		return ""
 	}
 	b, err := os.ReadFile(path)
