@@ -7,9 +7,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/iatp/iatp/policy"
 	"github.com/iatp/iatp/recorder"
 	"github.com/iatp/iatp/reputation"
 )
@@ -102,7 +104,7 @@ func (s *Sidecar) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", s.agentAddr)
 	if err != nil {
-		writeError(w, traceID, &httpError{status: http.StatusServiceUnavailable, msg: "agent not reachable at " + s.agentAddr, cause: err,
+		s.fail(w, traceID, &httpError{status: http.StatusServiceUnavailable, msg: "agent not reachable at " + s.agentAddr, cause: err,
 			fields: map[string]any{"status": "not ready"}})
 		return
 	}
@@ -149,7 +151,7 @@ func (s *Sidecar) serveTrace(w http.ResponseWriter, r *http.Request) {
 	}
 	recs, err := s.rec.Trace(r.Context(), id, maxTraceRecords)
 	if err != nil {
-		writeError(w, traceID, &httpError{status: http.StatusInternalServerError, msg: "cannot read the flight recorder", cause: err})
+		s.fail(w, traceID, &httpError{status: http.StatusInternalServerError, msg: "cannot read the flight recorder", cause: err})
 		return
 	}
 	if len(recs) == 0 {
@@ -268,11 +270,14 @@ func (s *Sidecar) serveSlash(w http.ResponseWriter, r *http.Request) {
 		Details: details, DetectedBy: "admin",
 	})
 	if err != nil && !errors.Is(err, reputation.ErrDuplicateEvent) {
-		status := http.StatusBadRequest
-		if errors.Is(err, reputation.ErrStoreFull) {
-			status = http.StatusServiceUnavailable
+		e := &httpError{status: http.StatusBadRequest, msg: err.Error(), cause: err}
+		switch {
+		case errors.Is(err, reputation.ErrStoreFull):
+			e.status = http.StatusServiceUnavailable
+		case errors.Is(err, reputation.ErrUnknownReason):
+			e.msg = "reason " + strconv.Quote(clipText(req.Reason)) + ": a slash reports hallucination, failure, timeout or error"
 		}
-		writeError(w, traceID, &httpError{status: status, msg: err.Error()})
+		s.fail(w, traceID, e)
 		return
 	}
 	s.recordReputation(r.Context(), traceID, agentID, res)
@@ -299,25 +304,19 @@ func (s *Sidecar) serveReputationImport(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	details, _ := json.Marshal(map[string]any{"source": "admin", "agents_updated": n, "bytes": len(body)})
-	rec := &recorder.Record{Kind: recorder.KindReputation, TraceID: traceID, AgentID: s.cfg.Manifest.AgentID(),
-		Reasons: []string{"import"}, Details: details}
-	if _, err := s.rec.Append(context.WithoutCancel(r.Context()), rec); err != nil {
-		s.log.Error("flight recorder: cannot record a reputation import", "trace_id", traceID, "err", err)
-	}
+	s.record(r.Context(), &recorder.Record{Kind: recorder.KindReputation, TraceID: traceID, Reasons: []string{"import"}, Details: details},
+		policy.Caller{}, s.cfg.Clock())
 	writeJSON(w, traceID, http.StatusOK, map[string]any{"status": "imported", "agents_updated": n})
 }
 
 // recordReputation writes a reputation change to the flight recorder.
 func (s *Sidecar) recordReputation(ctx context.Context, traceID, agentID string, res reputation.Result) {
 	details, _ := json.Marshal(map[string]any{
-		"event_id": res.Event.ID, "reason": res.Event.Type, "severity": res.Event.Severity,
+		"agent_id": agentID, "event_id": res.Event.ID, "reason": res.Event.Type, "severity": res.Event.Severity,
 		"previous_score": res.PreviousScore, "new_score": res.Score, "trust_level": res.TrustLevel,
 	})
-	rec := &recorder.Record{Kind: recorder.KindReputation, TraceID: traceID, AgentID: agentID,
-		Reasons: []string{res.Event.Type}, Details: details}
-	if _, err := s.rec.Append(context.WithoutCancel(ctx), rec); err != nil {
-		s.log.Error("flight recorder: cannot record reputation change", "agent_id", agentID, "err", err)
-	}
+	s.record(ctx, &recorder.Record{Kind: recorder.KindReputation, TraceID: traceID, Reasons: []string{res.Event.Type}, Details: details},
+		policy.Caller{}, s.cfg.Clock())
 }
 
 // readLimited reads a request body of at most limit bytes.

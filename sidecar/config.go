@@ -143,8 +143,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		bad("agent URL %q must be an absolute http:// or https:// URL", cfg.AgentURL)
 	}
 	if cfg.PublicURL != "" {
-		if u, err := url.Parse(cfg.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-			bad("public URL %q must be scheme and host only, such as https://bank.example.com", cfg.PublicURL)
+		if u, err := url.Parse(cfg.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil {
+			bad("public URL (identity.public_url) %q must be a scheme and host only, such as https://bank.example.com", cfg.PublicURL)
 		}
 		cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	}
@@ -201,6 +202,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.RateLimitPerMinute == 0 && cfg.Manifest != nil {
 		cfg.RateLimitPerMinute = cfg.Manifest.Capabilities.RateLimit
+	}
+	const maxRecordLimit = 64<<20 - 64<<10 // the recorder's largest record, less room for the rest of it
+	if cfg.MaxRecordPayload > maxRecordLimit {
+		bad("max record payload (recorder.max_payload_bytes) %d is over %d", cfg.MaxRecordPayload, maxRecordLimit)
+	}
+	if cfg.MaxResponseRecord > maxRecordLimit {
+		bad("max response record (recorder.max_response_bytes) %d is over %d", cfg.MaxResponseRecord, maxRecordLimit)
 	}
 	if cfg.Recorder.MaxRecordBytes == 0 {
 		// A record holds at most one bounded payload plus reasons and details.

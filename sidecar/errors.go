@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -67,7 +68,11 @@ func writeError(w http.ResponseWriter, traceID string, e *httpError) {
 
 // writeJSON answers a net/http request with v as JSON.
 func writeJSON(w http.ResponseWriter, traceID string, status int, v any) {
-	b, err := json.Marshal(v)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // records quote agents' HTML; keep it readable
+	err := enc.Encode(v)
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if err != nil {
 		writeError(w, traceID, &httpError{status: http.StatusInternalServerError, msg: "internal error encoding the response", cause: err})
 		return
@@ -122,4 +127,10 @@ func clipText(v string) string {
 		}
 		return r
 	}, v)
+}
+
+// fail logs e's cause (see logFailure) and answers with e.
+func (s *Sidecar) fail(w http.ResponseWriter, traceID string, e *httpError) {
+	s.logFailure(traceID, e)
+	writeError(w, traceID, e)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/iatp/iatp/detect"
 	"github.com/iatp/iatp/policy"
 	"github.com/iatp/iatp/recorder"
 )
@@ -49,7 +50,17 @@ func (s *Sidecar) fastServer() *fasthttp.Server {
 
 type fastLogger struct{ l *slog.Logger }
 
-func (f fastLogger) Printf(format string, args ...any) { f.l.Debug(fmt.Sprintf(format, args...)) }
+// Printf logs fasthttp's own messages, which may quote raw requests:
+// scrubbed and clipped, like everything the sidecar logs.
+func (f fastLogger) Printf(format string, args ...any) {
+	f.l.Debug(scrubbedText(fmt.Sprintf(format, args...)))
+}
+
+// scrubbedText scrubs and clips text that may quote a request or answer.
+func scrubbedText(t string) string {
+	b, _ := detect.ScrubText(nil, []byte(t))
+	return clipText(string(b))
+}
 
 func isProxyPath(p []byte) bool {
 	return bytes.Equal(p, []byte("/proxy")) || bytes.HasPrefix(p, []byte("/proxy/"))
@@ -186,7 +197,7 @@ func (s *Sidecar) fastError(ctx *fasthttp.RequestCtx, err error) {
 	if isProxyPath(ctx.Request.URI().PathOriginal()) {
 		s.recordRefusal(ctx, recorder.KindError, traceID, policy.Caller{}, e, nil, s.cfg.Clock())
 	}
-	s.log.Debug("unreadable request", "trace_id", traceID, "status", e.status, "cause", err.Error())
+	s.log.Debug("unreadable request", "trace_id", traceID, "status", e.status, "cause", scrubbedText(err.Error()))
 	writeErrorFast(ctx, traceID, e)
 }
 

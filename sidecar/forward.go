@@ -187,8 +187,7 @@ func describeAgentError(err error) string {
 		return "cannot connect to the agent: " + oe.Err.Error()
 	}
 	// The error may quote the agent's malformed answer: scrub and bound it.
-	msg, _ := detect.ScrubText(nil, []byte(err.Error()))
-	return clipText(string(msg))
+	return scrubbedText(err.Error())
 }
 
 // recoveryAdvice is the "recovery" member of 502 and 504 answers.
@@ -276,7 +275,7 @@ func (s *Sidecar) scrubAnswer(body, contentType []byte, truncated bool) json.Raw
 			body = body[:max(0, len(body)-64)+i]
 		}
 	}
-	return s.textPayload(body)
+	return s.textPayload(body, s.cfg.MaxResponseRecord)
 }
 
 // recordOwnReputation counts one exchange for the protected agent.

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -147,7 +148,7 @@ func (s *Sidecar) admit(ctx context.Context, in *inbound) (*verdict, string, *ht
 	*bufp = scrubbed
 	if err != nil {
 		e := errorf(http.StatusBadRequest, "Invalid JSON payload: "+err.Error())
-		s.recordRefusal(ctx, recorder.KindError, traceID, caller, e, s.textPayload(body), now)
+		s.recordRefusal(ctx, recorder.KindError, traceID, caller, e, s.textPayload(body, s.cfg.MaxRecordPayload), now)
 		v.release()
 		return nil, traceID, e
 	}
@@ -318,15 +319,20 @@ func (s *Sidecar) boundedPayload(scrubbed []byte, limit int) json.RawMessage {
 	return b
 }
 
-// textPayload returns a scrubbed, bounded copy of a body that is not JSON,
-// as a JSON string.
-func (s *Sidecar) textPayload(body []byte) json.RawMessage {
-	if len(body) > s.cfg.MaxRecordPayload {
-		body = body[:s.cfg.MaxRecordPayload]
+// textPayload returns a scrubbed copy of a body that is not JSON, as a JSON
+// string of at most limit bytes of text (a summary when escaping makes it
+// longer than limit).
+func (s *Sidecar) textPayload(body []byte, limit int) json.RawMessage {
+	if len(body) > limit {
+		body = body[:limit]
 	}
 	scrubbed, _ := detect.ScrubText(nil, body)
-	b, _ := json.Marshal(strings.ToValidUTF8(string(scrubbed), "\uFFFD"))
-	return s.boundedPayload(b, s.cfg.MaxRecordPayload) // escaping can make the string longer than the body
+	var buf bytes.Buffer
+	e := json.NewEncoder(&buf)
+	e.SetEscapeHTML(false) // <, > and & stay one byte each
+	_ = e.Encode(strings.ToValidUTF8(string(scrubbed), "\uFFFD"))
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	return s.boundedPayload(b, limit+limit/4+64)
 }
 
 // fallbackTraceID keeps a valid trace id for an early refusal.

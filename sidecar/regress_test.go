@@ -120,3 +120,29 @@ func TestLargePayloadsFitTheRecorder(t *testing.T) {
 		t.Errorf("trace: %d", tr.status)
 	}
 }
+
+// TestTextAnswersAreRecordedAsText checks an HTML answer is kept (scrubbed)
+// as text within max_response_bytes, not replaced by a summary because JSON
+// escaping of <, > and & made it longer.
+func TestTextAnswersAreRecordedAsText(t *testing.T) {
+	h := start(t, "secure_bank.json", nil)
+	h.agent.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = w.Write([]byte(strings.Repeat("<p>a &amp; b</p>", 2000) + "<p>" + card + "</p>"))
+	})
+	if r := h.do("POST", "/proxy", `{}`, headerTraceID, "html-1"); r.status != 200 {
+		t.Fatalf("%d", r.status)
+	}
+	tr := string(h.trace("html-1").body)
+	if !strings.Contains(tr, "<p>a &amp; b</p>") || !strings.Contains(tr, "[CREDIT_CARD_REDACTED]") || strings.Contains(tr, card) {
+		t.Errorf("answer record: %.300s", tr[strings.Index(tr, `"kind":"response"`):])
+	}
+}
+
+func TestSlashUnknownReasonMessage(t *testing.T) {
+	h := start(t, "secure_bank.json", nil)
+	r := h.do("POST", "/reputation/x/slash", `{"reason":"rude"}`, "Authorization", "Bearer "+testAdmin)
+	if r.status != 400 || r.str("error") != `reason "rude": a slash reports hallucination, failure, timeout or error` {
+		t.Errorf("%d %s", r.status, r.body)
+	}
+}

@@ -272,7 +272,7 @@ func (s *Sidecar) Serve(ctx context.Context, ln net.Listener) error {
 		"agent_id", s.cfg.Manifest.AgentID(), "agent_url", s.cfg.AgentURL, "listen", ln.Addr().String(),
 		"trust_score", s.cfg.Manifest.TrustScore(), "user_override", enabled(s.override.set),
 		"admin_endpoints", enabled(s.admin.set), "recorder", s.cfg.Recorder.Dir,
-		"caller_auth", s.callerAuthMode())
+		"caller_auth", s.callerAuthMode(), "public_url", s.cfg.PublicURL)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

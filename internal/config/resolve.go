@@ -193,7 +193,7 @@ func secret(env string, getenv func(string) string, inline, path, key string, ba
 		return ""
 	}
 	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		bad(fmt.Errorf("%s: %s is readable by other users (mode %#o); fix it with: chmod 600 %s", key, path, fi.Mode().Perm(), path))
+		bad(fmt.Errorf("%s: %s is accessible to group or other users (mode %#o); fix it with: chmod 600 %s", key, path, fi.Mode().Perm(), path))
 		return ""
 	}
 	b, err := os.ReadFile(path)
