@@ -235,21 +235,24 @@ func (s *Sidecar) answerHeaders(v *verdict, latency time.Duration, set func(k, v
 // stream ends.
 func (s *Sidecar) answered(ctx context.Context, v *verdict, status int, contentType []byte, latency time.Duration, body []byte, total int64, truncated, streamed bool, bodyErr error) {
 	payload := s.scrubAnswer(body, contentType, truncated)
-	d := map[string]any{"bytes": total}
+	// Built by hand: this runs for every answer.
+	details := make([]byte, 0, 64)
+	details = append(details, `{"bytes":`...)
+	details = strconv.AppendInt(details, total, 10)
 	if streamed {
-		d["streamed"] = true
+		details = append(details, `,"streamed":true`...)
 	}
 	if truncated {
-		d["truncated"] = true
+		details = append(details, `,"truncated":true`...)
 	}
 	if bodyErr != nil {
-		d["body_error"] = bodyErr.Error()
+		msg, _ := json.Marshal(scrubbedText(bodyErr.Error()))
+		details = append(append(details, `,"body_error":`...), msg...)
 	}
-	details, _ := json.Marshal(d)
+	details = append(details, '}')
 	s.record(ctx, &recorder.Record{Kind: recorder.KindResponse, TraceID: v.traceID, Decision: v.decision.Outcome.String(),
 		Payload: payload, Status: status, LatencyMs: ms(latency), Details: details}, v.caller, s.cfg.Clock())
-	class := strconv.Itoa(status/100) + "xx"
-	s.metrics.upstream.WithLabelValues(class).Inc()
+	s.metrics.answer(status)
 	switch {
 	case bodyErr != nil:
 		s.recordOwnReputation(ctx, v.traceID, reputation.TypeError)

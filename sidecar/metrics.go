@@ -18,6 +18,28 @@ type metrics struct {
 	upstream  *prometheus.CounterVec // agent answers by status class, or error kind
 	latency   prometheus.Histogram   // agent latency to response headers
 	recorded  prometheus.Counter     // recorder failures
+
+	// Resolved once: WithLabelValues hashes its labels on every call.
+	answers  [6]prometheus.Counter // by status/100; 0 for anything outside 1xx–5xx
+	outcomes map[string]prometheus.Counter
+}
+
+// answer counts an agent's answer by status class.
+func (m *metrics) answer(status int) {
+	c := status / 100
+	if c < 1 || c > 5 {
+		c = 0
+	}
+	m.answers[c].Inc()
+}
+
+// decided counts a decision: allow, warn, block or override.
+func (m *metrics) decided(outcome string) {
+	if c, ok := m.outcomes[outcome]; ok {
+		c.Inc()
+		return
+	}
+	m.decisions.WithLabelValues(outcome).Inc()
 }
 
 func newMetrics(agentID string) *metrics {
@@ -37,6 +59,14 @@ func newMetrics(agentID string) *metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
 		recorded: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "iatp", Name: "recorder_failures_total",
 			Help: "Records the flight recorder could not write.", ConstLabels: labels}),
+	}
+	m.answers[0] = m.upstream.WithLabelValues("other")
+	for c := 1; c <= 5; c++ {
+		m.answers[c] = m.upstream.WithLabelValues(string(rune('0'+c)) + "xx")
+	}
+	m.outcomes = map[string]prometheus.Counter{}
+	for _, o := range []string{"allow", "warn", "block", "override"} {
+		m.outcomes[o] = m.decisions.WithLabelValues(o)
 	}
 	m.reg.MustRegister(m.decisions, m.blocked, m.refused, m.upstream, m.latency, m.recorded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

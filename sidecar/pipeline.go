@@ -181,7 +181,7 @@ func (s *Sidecar) admit(ctx context.Context, in *inbound) (*verdict, string, *ht
 		return nil, traceID, e
 	}
 	v.decision = d
-	s.metrics.decisions.WithLabelValues(d.Outcome.String()).Inc()
+	s.metrics.decided(d.Outcome.String())
 	switch d.Outcome {
 	case policy.Block:
 		e := &httpError{status: http.StatusForbidden, msg: d.Reason, fields: map[string]any{"blocked": true, "blocked_by": d.Rule}}
@@ -200,7 +200,7 @@ func (s *Sidecar) admit(ctx context.Context, in *inbound) (*verdict, string, *ht
 			return nil, traceID, e
 		}
 		// A valid override lets the request go ahead, quarantined if it must be.
-		s.metrics.decisions.WithLabelValues("override").Inc()
+		s.metrics.decided("override")
 		var details json.RawMessage
 		if d.Quarantine {
 			sess := s.quarantine.add(traceID, d.WarningText(), s.manifestDoc, now)

@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -87,7 +88,7 @@ func New(cfg Config) (*Sidecar, error) {
 	if s.engine, err = policy.New(cfg.Policy); err != nil {
 		return nil, fmt.Errorf("sidecar: %w", err)
 	}
-	if s.rep, err = reputation.NewStore(reputation.Config{Clock: cfg.Clock}); err != nil {
+	if s.rep, err = reputation.NewStore(reputation.Config{Clock: cfg.Clock, NewID: newEventIDs()}); err != nil {
 		return nil, fmt.Errorf("sidecar: %w", err)
 	}
 	if s.override, err = newSecretToken(cfg.OverrideToken); err != nil && cfg.OverrideToken != "" {
@@ -337,6 +338,15 @@ func (s *Sidecar) reputationOf(agentID string) policy.Reputation {
 		return policy.Reputation{}
 	}
 	return policy.Reputation{Known: true, Hundredths: int64(p), Level: manifest.TrustLevel(reputation.Level(p))}
+}
+
+// newEventIDs returns a generator of unique reputation event ids: a random
+// prefix per sidecar and a counter. The sidecar records an event for every
+// answered call, and a UUID from crypto/rand each time is measurable.
+func newEventIDs() func() string {
+	prefix := newTraceID() + "-"
+	var n atomic.Uint64
+	return func() string { return prefix + strconv.FormatUint(n.Add(1), 10) }
 }
 
 func itoa(n int) string     { return strconv.Itoa(n) }

@@ -2,8 +2,6 @@ package sidecar
 
 import (
 	"fmt"
-
-	"github.com/google/uuid"
 )
 
 // MaxTraceIDLen is the longest trace id accepted in X-Agent-Trace-ID.
@@ -25,6 +23,3 @@ func validTraceID(id string) string {
 	}
 	return ""
 }
-
-// newTraceID returns a random UUID (version 4) string.
-func newTraceID() string { return uuid.NewString() }
