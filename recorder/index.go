@@ -78,19 +78,31 @@ func (m *memIndex) lookup(dst []pos, key uint64) []pos {
 }
 
 // sorted returns the entries sorted by (key, offset), as the index file holds them.
-func (m *memIndex) sorted() []idxEntry {
+func (m *memIndex) sorted() []idxEntry { return sortEntries(m.entries()) }
+
+// entries copies the index's entries, in the order they were added.
+func (m *memIndex) entries() []idxEntry {
 	out := make([]idxEntry, 0, m.n)
 	for _, c := range m.chunks {
 		for i := range c {
 			out = append(out, c[i].idxEntry)
 		}
 	}
-	// Entries were added in offset order; a stable sort by key keeps it.
-	slices.SortStableFunc(out, func(a, b idxEntry) int {
+	return out
+}
+
+// sortEntries sorts entries by key, then offset — the order index files
+// hold. It needs no lock, so a segment's seal never holds up appenders.
+func sortEntries(out []idxEntry) []idxEntry {
+	slices.SortFunc(out, func(a, b idxEntry) int {
 		switch {
 		case a.key < b.key:
 			return -1
 		case a.key > b.key:
+			return 1
+		case a.off < b.off:
+			return -1
+		case a.off > b.off:
 			return 1
 		}
 		return 0

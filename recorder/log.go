@@ -58,6 +58,7 @@ type Log struct {
 
 	closedFlag atomic.Bool
 	kick       chan struct{} // wakes the maintenance goroutine
+	dirty      chan struct{} // wakes the group commit after a write
 	stop       chan struct{}
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
@@ -348,6 +349,10 @@ func (l *Log) flush(b *batch, from, end int) error {
 	l.stMu.Lock()
 	l.written = t
 	l.stMu.Unlock()
+	select { // wake the group commit: there is something to fsync
+	case l.dirty <- struct{}{}:
+	default:
+	}
 	return nil
 }
 
@@ -447,11 +452,20 @@ func (l *Log) syncNow() error {
 // syncLoop is the group commit of SyncBatch and the checkpoint timer.
 func (l *Log) syncLoop() {
 	defer l.wg.Done()
-	t := time.NewTicker(l.cfg.SyncInterval)
-	defer t.Stop()
+	// Sleep until something was written, then give concurrent writers one
+	// interval to join the same fsync. An idle log does not wake up.
+	t := time.NewTimer(l.cfg.SyncInterval)
+	t.Stop()
 	for {
 		select {
 		case <-l.stop:
+			return
+		case <-l.dirty:
+		}
+		t.Reset(l.cfg.SyncInterval)
+		select {
+		case <-l.stop:
+			t.Stop()
 			return
 		case <-t.C:
 		}

@@ -75,9 +75,12 @@ func (l *Log) seal(s *segment, mem *memIndex) error {
 	size := s.size.Load()
 	var ents []idxEntry
 	if mem != nil {
+		// Copy under the lock, sort outside it: sorting a full segment's
+		// entries takes tens of milliseconds, and every flush needs the lock.
 		l.idxMu.RLock()
-		ents = mem.sorted()
+		ents = mem.entries()
 		l.idxMu.RUnlock()
+		sortEntries(ents)
 	} else {
 		var err error
 		if ents, err = scanIndex(s.rf, size); err != nil {

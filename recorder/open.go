@@ -44,7 +44,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l := &Log{
 		cfg: cfg, dir: cfg.Dir, logger: cfg.Logger, clock: cfg.Clock, lock: lock,
-		cur: newBatch(), pendingLimit: maxPendingBytes, kick: make(chan struct{}, 1), stop: make(chan struct{}),
+		cur: newBatch(), pendingLimit: maxPendingBytes, kick: make(chan struct{}, 1), dirty: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	l.space = sync.NewCond(&l.mu)
 	pending, err := l.start(ctx)
