@@ -290,9 +290,14 @@ func TestAuditTail(t *testing.T) {
 	var buf lockedBuffer
 	done := make(chan int)
 	go func() {
-		done <- Main(fctx, []string{"audit", "tail", "--data-dir", data, "-n", "0", "-f", "--interval", "10ms"},
+		done <- Main(fctx, []string{"audit", "tail", "--data-dir", data, "-n", "100", "-f", "--interval", "10ms"},
 			strings.NewReader(""), &buf, io.Discard)
 	}()
+	// Append only once the follower has printed the existing records, so
+	// what follows is really followed.
+	for wait := time.Now().Add(30 * time.Second); !strings.Contains(buf.String(), "#30 ") && time.Now().Before(wait); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	// The fixture's records are dated 2026-01-02: keep age retention out of it.
 	l, err := recorder.Open(ctx, recorder.Config{Dir: filepath.Join(data, "recorder"), SegmentBytes: 4096,
 		MaxAge: 1 << 62, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
