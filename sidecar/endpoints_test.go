@@ -185,9 +185,11 @@ func TestReputationEndpoints(t *testing.T) {
 	if r := h.do("POST", "/reputation/import", `{"reputation_data":{"x":{"agent_id":"y","score":1}}}`, "Authorization", bearer); r.status != 400 {
 		t.Errorf("invalid import: %d %s", r.status, r.body)
 	}
-	// Slashes are recorded.
-	if tr := h.trace("t-1"); tr.status != 404 {
-		t.Logf("trace t-1: %s", tr.body)
+	// Slashes are recorded, under the slash request's own trace id.
+	h.do("POST", "/reputation/liar/slash", `{"reason":"error"}`, "Authorization", bearer, headerTraceID, "slash-rec-1")
+	if tr := h.trace("slash-rec-1"); tr.status != 200 || !strings.Contains(string(tr.body), `"kind":"reputation"`) ||
+		!strings.Contains(string(tr.body), `"agent_id":"liar"`) {
+		t.Errorf("slash record: %d %s", tr.status, tr.body)
 	}
 	// The protected agent earns +0.1 per answered call.
 	h.do("POST", "/proxy", `{}`)
