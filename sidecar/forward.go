@@ -35,22 +35,14 @@ var hopHeaders = []string{
 // the sidecar sets (a caller must not be able to claim an identity).
 func stripCallerHeaders(h *fasthttp.RequestHeader) {
 	h.Del(headerOverride)
-	var iatp [8][]byte
-	n := 0
+	var iatp [][]byte // nil, so no allocation, for the usual request with none
 	for k := range h.All() {
 		if len(k) > 7 && bytes.EqualFold(k[:7], []byte("X-Iatp-")) {
-			if n == len(iatp) {
-				break
-			}
-			iatp[n] = append([]byte(nil), k...)
-			n++
+			iatp = append(iatp, append([]byte(nil), k...))
 		}
 	}
-	for _, k := range iatp[:n] {
+	for _, k := range iatp {
 		h.DelBytes(k)
-	}
-	if n == len(iatp) { // more than fit: keep deleting until none is left
-		stripCallerHeaders(h)
 	}
 }
 

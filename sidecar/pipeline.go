@@ -71,7 +71,17 @@ type verdict struct {
 	quarantined bool
 	agentURL    string // the URL to forward to
 	timeout     time.Duration
-	release     func() // returns pooled buffers
+	scrubBuf    *[]byte // pooled buffer of the scrubbed payload; see release
+}
+
+// release returns the verdict's pooled buffer. It may be called more than
+// once; the scrubbed payload (and a redacted body) must not be used after.
+func (v *verdict) release() {
+	if v.scrubBuf != nil {
+		*v.scrubBuf = (*v.scrubBuf)[:0]
+		scrubPool.Put(v.scrubBuf)
+		v.scrubBuf = nil
+	}
 }
 
 // scrubPool recycles the buffers that hold scrubbed payloads.
@@ -142,10 +152,9 @@ func (s *Sidecar) admit(ctx context.Context, in *inbound) (*verdict, string, *ht
 		}
 	}
 
-	bufp := scrubPool.Get().(*[]byte)
-	v.release = func() { *bufp = (*bufp)[:0]; scrubPool.Put(bufp) }
-	scrubbed, found, err := detect.ScrubJSON((*bufp)[:0], body, detect.Options{MaxDepth: s.cfg.MaxJSONDepth})
-	*bufp = scrubbed
+	v.scrubBuf = scrubPool.Get().(*[]byte)
+	scrubbed, found, err := detect.ScrubJSON((*v.scrubBuf)[:0], body, detect.Options{MaxDepth: s.cfg.MaxJSONDepth})
+	*v.scrubBuf = scrubbed
 	if err != nil {
 		e := errorf(http.StatusBadRequest, "Invalid JSON payload: "+err.Error())
 		s.recordRefusal(ctx, recorder.KindError, traceID, caller, e, s.textPayload(body, s.cfg.MaxRecordPayload), now)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,11 @@ func TestOutageDoesNotLockOut(t *testing.T) {
 
 func TestCallerCannotSetIATPHeaders(t *testing.T) {
 	h := start(t, "secure_bank.json", nil)
-	h.do("POST", "/proxy", `{}`, "X-IATP-Caller-ID", "root", "X-Iatp-Caller-Attested", "true", "x-iatp-anything", "1", headerOverride, "whatever")
+	headers := []string{"X-IATP-Caller-ID", "root", "X-Iatp-Caller-Attested", "true", "x-iatp-anything", "1", headerOverride, "whatever"}
+	for i := range 12 {
+		headers = append(headers, "X-Iatp-Extra-"+strconv.Itoa(i), "v")
+	}
+	h.do("POST", "/proxy", `{}`, headers...)
 	got := h.agent.received()[0].Header
 	for k := range got {
 		if strings.HasPrefix(strings.ToLower(k), "x-iatp-") || strings.EqualFold(k, headerOverride) {
