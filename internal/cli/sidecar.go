@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -62,8 +63,8 @@ key. SIGINT or SIGTERM stops it gracefully.`,
 			if err != nil {
 				return failf("cannot start the sidecar:\n%v", indent(err.Error()))
 			}
-			if src.Manifest != "" && os.Getenv("IATP_RETENTION") == "" && flags.Manifest == "" && os.Getenv("IATP_AGENT_ID") != "" {
-				logger.Warn("IATP_RETENTION is not set: the agent is taken to keep data permanently (cards are blocked, every call warns); set it to ephemeral, temporary or permanent")
+			for _, w := range src.Warnings {
+				logger.Warn(w)
 			}
 			cfg.Logger = logger
 			sc, err := sidecar.New(cfg)
@@ -111,13 +112,4 @@ func newLogger(s *streams, format, level string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: use text or json", format)
 }
 
-func indent(s string) string {
-	out := "  "
-	for _, c := range s {
-		out += string(c)
-		if c == '\n' {
-			out += "  "
-		}
-	}
-	return out
-}
+func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }

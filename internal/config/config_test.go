@@ -109,6 +109,9 @@ func TestManifestFromEnv(t *testing.T) {
 	if err != nil || cfg.Manifest.AgentID() != "env-agent" || !strings.Contains(src.Manifest, "environment") {
 		t.Errorf("env manifest: %v %v", src, err)
 	}
+	if len(src.Warnings) != 1 || !strings.Contains(src.Warnings[0], "IATP_RETENTION is not set") {
+		t.Errorf("warnings %q, want one about IATP_RETENTION", src.Warnings)
+	}
 	cfg, _, err = Resolve(nil, "", env(map[string]string{"IATP_AGENT_ID": "env-agent"}), Flags{Manifest: bank})
 	if err != nil || cfg.Manifest.AgentID() != "secure-bank-agent" {
 		t.Errorf("flag manifest: %v", err)

@@ -35,6 +35,9 @@ type Flags struct {
 // Source says where the resolved settings came from, for the start-up log.
 type Source struct {
 	Manifest string // a path, or "environment (IATP_AGENT_ID …)"
+	// Warnings are settings that were accepted but deserve the operator's
+	// attention, for the start-up log.
+	Warnings []string
 }
 
 // Resolve merges the file (may be nil; relative paths in it are taken from
@@ -89,6 +92,9 @@ func Resolve(file *File, configDir string, getenv func(string) string, flags Fla
 			bad(err)
 		}
 		cfg.Manifest = m
+		if getenv("IATP_RETENTION") == "" {
+			src.Warnings = append(src.Warnings, "IATP_RETENTION is not set: the agent is taken to keep data permanently (cards are blocked, every call warns); set it to ephemeral, temporary or permanent")
+		}
 	case file.Manifest != "":
 		src.Manifest = rel(file.Manifest)
 		cfg.Manifest = loadManifest(rel(file.Manifest), bad)
