@@ -38,7 +38,9 @@ func TestWellKnownAndHealth(t *testing.T) {
 	if r := h.do("GET", "/readyz", ""); r.status != 200 {
 		t.Errorf("readyz with the agent up: %d %s", r.status, r.body)
 	}
-	if r := h.do("GET", "/metrics", ""); r.status != 200 || !strings.Contains(string(r.body), "iatp_decisions_total") && !strings.Contains(string(r.body), "iatp_agent_latency_seconds") {
+	h.do("POST", "/proxy", `{}`)
+	if r := h.do("GET", "/metrics", ""); r.status != 200 || !strings.Contains(string(r.body), `iatp_decisions_total{agent_id="secure-bank-agent",outcome="allow"} 1`) ||
+		!strings.Contains(string(r.body), "iatp_agent_latency_seconds") {
 		t.Errorf("metrics: %d", r.status)
 	}
 	if r := h.do("GET", "/nope", ""); r.status != 404 || r.str("trace_id") == "" {
