@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/iatp/iatp/examples/manifests"
 	"github.com/iatp/iatp/identity"
 	"github.com/iatp/iatp/manifest"
 	"github.com/iatp/iatp/sidecar"
@@ -131,14 +132,14 @@ func (d *demo) start() error {
 	})
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	bank := sidecar.Config{
-		AgentURL: bankAgent, Manifest: demoManifest("secure_bank"), DataDir: filepath.Join(d.tmp, "secure-bank-agent"),
+		AgentURL: bankAgent, Manifest: demoManifest("secure_bank.json"), DataDir: filepath.Join(d.tmp, "secure-bank-agent"),
 		OverrideToken: d.overrideToken, AdminToken: d.adminToken, Logger: quiet,
 		Key: bankKey, Attestation: d.bankAttest,
 		ControlPlaneKeys: map[string]ed25519.PublicKey{"demo-control-plane": d.controlPlane.PublicKey()},
 		TrustedAgents:    map[string]ed25519.PublicKey{"travel-agent": d.travelKey.PublicKey()},
 	}
 	pot := sidecar.Config{
-		AgentURL: potAgent, Manifest: demoManifest("untrusted_honeypot"), DataDir: filepath.Join(d.tmp, "honeypot-agent"),
+		AgentURL: potAgent, Manifest: demoManifest("untrusted_honeypot.json"), DataDir: filepath.Join(d.tmp, "honeypot-agent"),
 		OverrideToken: d.overrideToken, AdminToken: d.adminToken, Logger: quiet,
 	}
 	if d.bankURL, err = d.serveSidecar(bank); err != nil {
@@ -150,23 +151,17 @@ func (d *demo) start() error {
 	return nil
 }
 
-// demoManifest is one of the example manifests, embedded so the demo needs
-// no files.
-func demoManifest(name string) *manifest.Manifest {
-	m, err := manifest.Parse([]byte(demoManifests[name]))
-	if err != nil {
-		panic("demo manifest " + name + ": " + err.Error()) // a build-time constant
+// demoManifest is one of the example manifests, embedded in the binary so
+// the demo needs no files.
+func demoManifest(file string) *manifest.Manifest {
+	data, err := manifests.Files.ReadFile(file)
+	if err == nil {
+		var m *manifest.Manifest
+		if m, err = manifest.Parse(data); err == nil {
+			return m
+		}
 	}
-	return m
-}
-
-var demoManifests = map[string]string{
-	"secure_bank": `{"agent_id":"secure-bank-agent","agent_version":"1.2.0","trust_level":"verified_partner",
-		"capabilities":{"reversibility":"full","idempotency":true,"rate_limit":100,"sla_latency":"2000ms","undo_window":"24h"},
-		"privacy_contract":{"retention":"ephemeral","human_review":false,"storage_location":"us-east"},"scopes":["payments:write"]}`,
-	"untrusted_honeypot": `{"agent_id":"honeypot-agent","agent_version":"0.0.1","trust_level":"untrusted",
-		"capabilities":{"reversibility":"none","idempotency":false},
-		"privacy_contract":{"retention":"permanent","human_review":true,"storage_location":"unknown"},"scopes":[]}`,
+	panic("demo manifest " + file + ": " + err.Error()) // embedded at build time and tested
 }
 
 func (d *demo) serveAgent(h func(http.ResponseWriter, *http.Request, []byte)) string {
