@@ -23,7 +23,7 @@ func BenchmarkDecide(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			in := &Input{Target: Target{Manifest: bank}, Sensitive: detect.Set(detect.Email), Request: Request{Method: "POST", Path: "/proxy", Body: body}}
+			in := &Input{Target: Target{Manifest: bank}, Sensitive: detect.Set(detect.Email), Request: Request{Method: "POST", Path: "/proxy", Body: jsonBody(string(body))}}
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/google/cel-go/cel"
@@ -166,7 +167,6 @@ type activation struct {
 	target    map[string]any
 	request   map[string]any
 	requestOK bool
-	bodyErr   error
 }
 
 var _ interpreter.Activation = (*activation)(nil)
@@ -214,11 +214,7 @@ func (a *activation) ResolveName(name string) (any, bool) {
 			if r.Headers != nil {
 				headers = r.Headers()
 			}
-			var body any
-			if len(r.Body) > 0 {
-				a.bodyErr = json.Unmarshal(r.Body, &body)
-			}
-			a.request = map[string]any{"method": r.Method, "path": r.Path, "headers": headers, "body": body}
+			a.request = map[string]any{"method": r.Method, "path": r.Path, "headers": headers, "body": celValue(r.Body)}
 		}
 		return a.request, true
 	case "sensitive":
@@ -238,9 +234,6 @@ func (a *activation) Parent() interpreter.Activation { return nil }
 func (r *compiledRule) eval(ctx context.Context, in *Input, score int, level manifest.TrustLevel) (bool, error) {
 	act := &activation{in: in, score: score, level: level}
 	out, _, err := r.program.ContextEval(ctx, act)
-	if act.bodyErr != nil {
-		return false, fmt.Errorf("request body: %w", act.bodyErr)
-	}
 	if err != nil {
 		return false, err
 	}
@@ -249,4 +242,25 @@ func (r *compiledRule) eval(ctx context.Context, in *Input, score int, level man
 		return false, errors.New("did not yield a bool")
 	}
 	return b, nil
+}
+
+// celValue converts a parsed body for CEL in place: numbers, kept as their
+// JSON text by the parser, become doubles (±Inf beyond the range of a
+// double, so that 1e400 compares as a very large number instead of failing
+// the rule); everything else is already a CEL value.
+func celValue(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = celValue(e)
+		}
+	case []any:
+		for i, e := range t {
+			t[i] = celValue(e)
+		}
+	case json.Number:
+		f, _ := strconv.ParseFloat(string(t), 64) // out of range: ±Inf, which is what a rule should see
+		return f
+	}
+	return v
 }

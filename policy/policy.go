@@ -150,8 +150,10 @@ type Request struct {
 	// each). It is called only when an operator rule reads request; nil
 	// means no headers.
 	Headers func() map[string]string
-	// Body is the raw JSON body, already validated by the caller.
-	Body []byte
+	// Body is the parsed JSON body (objects, arrays, strings, booleans,
+	// nil and numbers as json.Number), as the detector's single parse
+	// built it; nil when no operator rule reads the body.
+	Body any
 }
 
 // Direction says which side of the call the sidecar decides for.

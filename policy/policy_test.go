@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -230,7 +231,7 @@ func TestCELRules(t *testing.T) {
 	}
 	headers := map[string]string{"X-Feed": "allowed"}
 	req := func(body string, h map[string]string) Request {
-		return Request{Method: "POST", Path: "/proxy", Body: []byte(body), Headers: func() map[string]string {
+		return Request{Method: "POST", Path: "/proxy", Body: jsonBody(body), Headers: func() map[string]string {
 			out := map[string]string{}
 			for k, v := range h {
 				out[strings.ToLower(k)] = v
@@ -287,7 +288,7 @@ func TestCELCostLimitBlocks(t *testing.T) {
 		fmt.Fprintf(&b, ",%d", i)
 	}
 	b.WriteString("]}")
-	d, err := e.Decide(context.Background(), &Input{Target: Target{Manifest: bank}, Request: Request{Body: []byte(b.String())}})
+	d, err := e.Decide(context.Background(), &Input{Target: Target{Manifest: bank}, Request: Request{Body: jsonBody(b.String())}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,3 +349,15 @@ func TestCallerTrust(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { os.Exit(m.Run()) }
+
+// jsonBody parses a test body the way the pipeline's parse hands it over:
+// numbers kept as their text.
+func jsonBody(s string) any {
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		panic(err)
+	}
+	return v
+}

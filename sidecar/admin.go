@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iatp/iatp/internal/wire"
+	"github.com/iatp/iatp/pipeline"
 	"github.com/iatp/iatp/policy"
 	"github.com/iatp/iatp/recorder"
 	"github.com/iatp/iatp/reputation"
@@ -65,15 +67,15 @@ func routeJSON(mux *http.ServeMux, method, pattern string, h http.HandlerFunc) {
 
 // requestTraceID returns the request's valid trace id or a new one.
 func requestTraceID(r *http.Request) string {
-	if id := r.Header.Get(headerTraceID); id != "" && validTraceID(id) == "" {
+	if id := r.Header.Get(wire.TraceID); wire.ValidTraceID(id) {
 		return id
 	}
-	return newTraceID()
+	return pipeline.NewTraceID()
 }
 
 func (s *Sidecar) serveManifest(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set(headerTraceID, requestTraceID(r))
+	w.Header().Set(wire.TraceID, requestTraceID(r))
 	_, _ = w.Write(s.manifestDoc)
 }
 
@@ -83,7 +85,7 @@ func (s *Sidecar) serveAttestation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set(headerTraceID, requestTraceID(r))
+	w.Header().Set(wire.TraceID, requestTraceID(r))
 	_, _ = w.Write(s.attestationDoc)
 }
 
@@ -104,8 +106,8 @@ func (s *Sidecar) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", s.agentAddr)
 	if err != nil {
-		s.fail(w, traceID, &httpError{status: http.StatusServiceUnavailable, msg: "agent not reachable at " + s.agentAddr, cause: err,
-			fields: map[string]any{"status": "not ready"}})
+		s.fail(w, traceID, &pipeline.Refusal{Unrecorded: true, Status: http.StatusServiceUnavailable, Msg: "agent not reachable at " + s.agentAddr, Cause: err,
+			Fields: map[string]any{"status": "not ready"}})
 		return
 	}
 	conn.Close()
@@ -114,7 +116,7 @@ func (s *Sidecar) serveReadyz(w http.ResponseWriter, r *http.Request) {
 
 // authorizeAdmin checks the admin bearer token. Without a configured token
 // nothing is authorised.
-func (s *Sidecar) authorizeAdmin(r *http.Request) *httpError {
+func (s *Sidecar) authorizeAdmin(r *http.Request) *pipeline.Refusal {
 	if !s.admin.set {
 		return errorf(http.StatusUnauthorized, "admin endpoints are disabled: set IATP_ADMIN_TOKEN (at least 16 characters) on the sidecar")
 	}
@@ -127,13 +129,10 @@ func (s *Sidecar) authorizeAdmin(r *http.Request) *httpError {
 }
 
 // pathTraceID validates the {trace_id} path value.
-func pathTraceID(r *http.Request) (string, *httpError) {
+func pathTraceID(r *http.Request) (string, *pipeline.Refusal) {
 	id := r.PathValue("trace_id")
-	if reason := validTraceID(id); reason != "" || id == "" {
-		if id == "" {
-			reason = "trace id is empty"
-		}
-		return "", errorf(http.StatusBadRequest, strings.Replace(reason, "X-Agent-Trace-ID", "trace id", 1))
+	if reason := wire.CheckTraceID(id); reason != "" {
+		return "", errorf(http.StatusBadRequest, strings.Replace(reason, wire.TraceID, "trace id", 1))
 	}
 	return id, nil
 }
@@ -151,7 +150,7 @@ func (s *Sidecar) serveTrace(w http.ResponseWriter, r *http.Request) {
 	}
 	recs, err := s.rec.Trace(r.Context(), id, maxTraceRecords)
 	if err != nil {
-		s.fail(w, traceID, &httpError{status: http.StatusInternalServerError, msg: "cannot read the flight recorder", cause: err})
+		s.fail(w, traceID, &pipeline.Refusal{Unrecorded: true, Status: http.StatusInternalServerError, Msg: "cannot read the flight recorder", Cause: err})
 		return
 	}
 	if len(recs) == 0 {
@@ -180,7 +179,7 @@ func (s *Sidecar) traceLookup(w http.ResponseWriter, r *http.Request) (traceID, 
 // authorizeTraces guards /trace and /quarantine: they hold (scrubbed)
 // request payloads, so they need the admin token unless the operator made
 // them public.
-func (s *Sidecar) authorizeTraces(r *http.Request) *httpError {
+func (s *Sidecar) authorizeTraces(r *http.Request) *pipeline.Refusal {
 	if s.cfg.PublicTraces {
 		return nil
 	}
@@ -252,8 +251,8 @@ func (s *Sidecar) serveSlash(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.TraceID != "" {
-		if reason := validTraceID(req.TraceID); reason != "" {
-			writeError(w, traceID, errorf(http.StatusBadRequest, "trace_id: "+strings.Replace(reason, "X-Agent-Trace-ID ", "", 1)))
+		if reason := wire.CheckTraceID(req.TraceID); reason != "" {
+			writeError(w, traceID, errorf(http.StatusBadRequest, "trace_id: "+strings.Replace(reason, wire.TraceID+" ", "", 1)))
 			return
 		}
 	}
@@ -270,12 +269,12 @@ func (s *Sidecar) serveSlash(w http.ResponseWriter, r *http.Request) {
 		Details: details, DetectedBy: "admin",
 	})
 	if err != nil && !errors.Is(err, reputation.ErrDuplicateEvent) {
-		e := &httpError{status: http.StatusBadRequest, msg: err.Error(), cause: err}
+		e := &pipeline.Refusal{Unrecorded: true, Status: http.StatusBadRequest, Msg: err.Error(), Cause: err}
 		switch {
 		case errors.Is(err, reputation.ErrStoreFull):
-			e.status = http.StatusServiceUnavailable
+			e.Status = http.StatusServiceUnavailable
 		case errors.Is(err, reputation.ErrUnknownReason):
-			e.msg = "reason " + strconv.Quote(clipText(req.Reason)) + ": a slash reports hallucination, failure, timeout or error"
+			e.Msg = "reason " + strconv.Quote(clipText(req.Reason)) + ": a slash reports hallucination, failure, timeout or error"
 		}
 		s.fail(w, traceID, e)
 		return
@@ -300,7 +299,7 @@ func (s *Sidecar) serveReputationImport(w http.ResponseWriter, r *http.Request) 
 	}
 	n, err := s.rep.Import(r.Context(), "admin", body)
 	if err != nil {
-		writeError(w, traceID, &httpError{status: http.StatusBadRequest, msg: err.Error()})
+		writeError(w, traceID, &pipeline.Refusal{Unrecorded: true, Status: http.StatusBadRequest, Msg: err.Error()})
 		return
 	}
 	details, _ := json.Marshal(map[string]any{"source": "admin", "agents_updated": n, "bytes": len(body)})
@@ -320,13 +319,13 @@ func (s *Sidecar) recordReputation(ctx context.Context, traceID, agentID string,
 }
 
 // readLimited reads a request body of at most limit bytes.
-func readLimited(r *http.Request, limit int64) ([]byte, *httpError) {
+func readLimited(r *http.Request, limit int64) ([]byte, *pipeline.Refusal) {
 	if r.ContentLength > limit {
 		return nil, errorf(http.StatusRequestEntityTooLarge, "request body larger than the limit")
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return nil, &httpError{status: http.StatusBadRequest, msg: "cannot read the request body", cause: err}
+		return nil, &pipeline.Refusal{Unrecorded: true, Status: http.StatusBadRequest, Msg: "cannot read the request body", Cause: err}
 	}
 	if int64(len(body)) > limit {
 		return nil, errorf(http.StatusRequestEntityTooLarge, "request body larger than the limit")
@@ -335,7 +334,7 @@ func readLimited(r *http.Request, limit int64) ([]byte, *httpError) {
 }
 
 // decodeObject decodes a JSON object body into v, refusing anything else.
-func decodeObject(body []byte, v any) *httpError {
+func decodeObject(body []byte, v any) *pipeline.Refusal {
 	trimmed := strings.TrimSpace(string(body))
 	if !strings.HasPrefix(trimmed, "{") {
 		return errorf(http.StatusBadRequest, "Invalid JSON payload: the body must be a JSON object")

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/iatp/iatp/pipeline"
 )
 
 // requestKB is a ~1 kB JSON request of the kind agents exchange.
@@ -52,22 +54,22 @@ func BenchmarkProxyAllowed(b *testing.B) {
 }
 
 // BenchmarkAdmit is the pipeline's own work on a 1 kB request, without the
-// agent: trace id, detection and scrubbing, policy, the request record.
+// agent: headers, route, detection and scrubbing, policy, the request record.
 func BenchmarkAdmit(b *testing.B) {
 	s, _ := benchSidecar(b, "secure_bank.json")
+	checks := s.ingressChecks()
+	p := pipeline.New(pipeline.Config{Recorder: s.rec, AgentID: "bench"}, checks[:len(checks)-1]...)
 	body := []byte(requestKB)
-	in := inbound{
-		method: "POST", header: func(string) string { return "" }, contentLength: int64(len(body)),
-		readBody: func(int64) ([]byte, error) { return body, nil }, remoteIP: "127.0.0.1",
-	}
+	header := pipeline.Fields{{Name: "Content-Type", Value: "application/json"}, {Name: "Host", Value: "sidecar.test"}}
 	ctx := b.Context()
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		v, _, e := s.admit(ctx, &in)
-		if e != nil {
-			b.Fatal(e)
+		x := pipeline.Acquire()
+		x.Method, x.Path, x.Header, x.Body, x.Peer = "POST", "/proxy", header, body, "127.0.0.1"
+		if a := p.Serve(ctx, x); a.Status != 204 {
+			b.Fatalf("status %d: %s", a.Status, a.Body)
 		}
-		v.release()
+		pipeline.Finish(x)
 	}
 }

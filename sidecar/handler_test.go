@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"github.com/iatp/iatp/internal/wire"
 	"io"
 	"log/slog"
 	"net"
@@ -34,8 +35,8 @@ func TestHTTPHandler(t *testing.T) {
 	if r := h.do("POST", "/proxy", `{}`); r.status != 449 {
 		t.Errorf("plain: %d %s", r.status, r.body)
 	}
-	r := h.do("POST", "/proxy/teapot", `{}`, headerOverride, testOverride, headerTraceID, "nh-1")
-	if r.status != 418 || string(r.body) != "short and stout" || r.header.Get(headerQuarantined) != "true" || r.header.Get(headerTrustScore) != "0" {
+	r := h.do("POST", "/proxy/teapot", `{}`, wire.Override, testOverride, wire.TraceID, "nh-1")
+	if r.status != 418 || string(r.body) != "short and stout" || r.header.Get(wire.Quarantined) != "true" || r.header.Get(wire.TrustScore) != "0" {
 		t.Errorf("override: %d %q %v", r.status, r.body, r.header)
 	}
 	if r := h.do("POST", "/proxy", `{`); r.status != 400 {
@@ -50,7 +51,7 @@ func TestHTTPHandler(t *testing.T) {
 	// Streamed answers are flushed as they come on net/http too.
 	req, _ := http.NewRequest("POST", srv.URL+"/proxy/sse", strings.NewReader(`{}`))
 	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set(headerOverride, testOverride)
+	req.Header.Set(wire.Override, testOverride)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -63,19 +64,21 @@ func TestHTTPHandler(t *testing.T) {
 }
 
 func TestOperatorRulesAtIngress(t *testing.T) {
-	h := start(t, "secure_bank.json", func(c *Config) {
-		c.Policy.Rules = []policy.Rule{{
-			Name: "no-deletes-from-low-trust", Decision: "block", Reason: "destructive task from a caller below 8",
-			When: `has(request.body.task) && request.body.task.startsWith("delete") && caller.trust_score < 8`,
-		}}
+	eachFront(t, func(t *testing.T) {
+		h := start(t, "secure_bank.json", func(c *Config) {
+			c.Policy.Rules = []policy.Rule{{
+				Name: "no-deletes-from-low-trust", Decision: "block", Reason: "destructive task from a caller below 8",
+				When: `has(request.body.task) && request.body.task.startsWith("delete") && caller.trust_score < 8`,
+			}}
+		})
+		r := h.do("POST", "/proxy", `{"task":"delete_everything"}`)
+		if r.status != 403 || r.str("blocked_by") != "no-deletes-from-low-trust" || r.str("error") != "Policy violation: destructive task from a caller below 8" {
+			t.Errorf("%d %s", r.status, r.body)
+		}
+		if r := h.do("POST", "/proxy", `{"task":"read"}`); r.status != 200 {
+			t.Errorf("read: %d", r.status)
+		}
 	})
-	r := h.do("POST", "/proxy", `{"task":"delete_everything"}`)
-	if r.status != 403 || r.str("blocked_by") != "no-deletes-from-low-trust" || r.str("error") != "Policy violation: destructive task from a caller below 8" {
-		t.Errorf("%d %s", r.status, r.body)
-	}
-	if r := h.do("POST", "/proxy", `{"task":"read"}`); r.status != 200 {
-		t.Errorf("read: %d", r.status)
-	}
 }
 
 func TestBadRuleStopsStartUp(t *testing.T) {
@@ -122,7 +125,7 @@ func TestGracefulShutdown(t *testing.T) {
 	got := make(chan int, 1)
 	go func() {
 		req, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+"/proxy/slow", strings.NewReader(`{}`))
-		req.Header.Set(headerTraceID, "inflight")
+		req.Header.Set(wire.TraceID, "inflight")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			got <- -1

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/iatp/iatp/internal/wire"
 	"io"
 	"log/slog"
 	"net"
@@ -55,7 +56,7 @@ func newTestAgent(t *testing.T) *testAgent {
 			}
 		case strings.HasPrefix(r.URL.Path, "/teapot"):
 			w.Header().Set("Content-Type", "text/plain")
-			w.Header().Set(headerTrustScore, "10") // an agent cannot speak for the sidecar
+			w.Header().Set(wire.TrustScore, "10") // an agent cannot speak for the sidecar
 			w.WriteHeader(http.StatusTeapot)
 			_, _ = io.WriteString(w, "short and stout")
 			return
@@ -95,6 +96,7 @@ type harness struct {
 	agent *testAgent
 	logs  *syncBuffer
 	dir   string
+	front front
 }
 
 type syncBuffer struct {
@@ -123,11 +125,49 @@ func loadManifest(t testing.TB, name string) *manifest.Manifest {
 	return m
 }
 
+// front is one of the sidecar's HTTP fronts.
+type front string
+
+// The fronts every end-to-end test runs through: Run's fasthttp server and
+// Handler mounted on net/http.
+const (
+	fastFront front = "fasthttp"
+	httpFront front = "net_http"
+)
+
+var allFronts = []front{fastFront, httpFront}
+
+// testFronts maps the name of each subtest eachFront runs to its front.
+var testFronts sync.Map // test name -> front
+
+// eachFront runs fn once per front, as subtests; start, inside fn, serves
+// the sidecar on that front. Every end-to-end test goes through it, so the
+// fronts cannot drift apart unnoticed.
+func eachFront(t *testing.T, fn func(t *testing.T)) {
+	t.Helper()
+	for _, f := range allFronts {
+		t.Run(string(f), func(t *testing.T) {
+			testFronts.Store(t.Name(), f)
+			t.Cleanup(func() { testFronts.Delete(t.Name()) })
+			fn(t)
+		})
+	}
+}
+
 // start runs a sidecar with cfg (AgentURL, DataDir, tokens and logger
-// filled in when empty) and stops it when the test ends.
+// filled in when empty) on the front eachFront chose, and stops it when
+// the test ends.
 func start(t *testing.T, manifestFile string, edit func(*Config)) *harness {
 	t.Helper()
-	h := &harness{t: t, agent: newTestAgent(t), logs: &syncBuffer{}, dir: t.TempDir()}
+	var v any
+	ok := false
+	for name := t.Name(); !ok && name != ""; name = name[:max(0, strings.LastIndexByte(name, '/'))] {
+		v, ok = testFronts.Load(name)
+	}
+	if !ok {
+		t.Fatal("start outside eachFront: every end-to-end test runs through every front")
+	}
+	h := &harness{t: t, agent: newTestAgent(t), logs: &syncBuffer{}, dir: t.TempDir(), front: v.(front)}
 	cfg := Config{
 		AgentURL:      h.agent.srv.URL,
 		Manifest:      loadManifest(t, manifestFile),
@@ -144,20 +184,32 @@ func start(t *testing.T, manifestFile string, edit func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	h.sc = sc
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.url = "http://" + ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sc.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
+	switch h.front {
+	case fastFront:
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
 		}
-	})
+		h.url = "http://" + ln.Addr().String()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- sc.Serve(ctx, ln) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	case httpFront:
+		srv := httptest.NewServer(sc.Handler())
+		h.url = srv.URL
+		t.Cleanup(func() {
+			srv.Close()
+			if err := sc.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+	}
 	return h
 }
 

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -18,6 +19,8 @@ type metrics struct {
 	upstream  *prometheus.CounterVec // agent answers by status class, or error kind
 	latency   prometheus.Histogram   // agent latency to response headers
 	recorded  prometheus.Counter     // recorder failures
+	stage     *prometheus.HistogramVec
+	stageObs  []prometheus.Observer // resolved once, in the pipeline's order
 
 	// Resolved once: WithLabelValues hashes its labels on every call.
 	answers  [6]prometheus.Counter // by status/100; 0 for anything outside 1xx–5xx
@@ -59,6 +62,9 @@ func newMetrics(agentID string) *metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
 		recorded: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "iatp", Name: "recorder_failures_total",
 			Help: "Records the flight recorder could not write.", ConstLabels: labels}),
+		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "iatp", Name: "stage_seconds",
+			Help: "Time spent in each check of the request pipeline (forward includes the agent's answer).", ConstLabels: labels,
+			Buckets: []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, .025, .1, 1}}, []string{"stage"}),
 	}
 	m.answers[0] = m.upstream.WithLabelValues("other")
 	for c := 1; c <= 5; c++ {
@@ -68,11 +74,29 @@ func newMetrics(agentID string) *metrics {
 	for _, o := range []string{"allow", "warn", "block", "override"} {
 		m.outcomes[o] = m.decisions.WithLabelValues(o)
 	}
-	m.reg.MustRegister(m.decisions, m.blocked, m.refused, m.upstream, m.latency, m.recorded,
+	m.reg.MustRegister(m.decisions, m.blocked, m.refused, m.upstream, m.latency, m.recorded, m.stage,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// setStages resolves the stage histograms of a pipeline's checks.
+func (m *metrics) setStages(names []string) {
+	m.stageObs = make([]prometheus.Observer, len(names))
+	for i, n := range names {
+		m.stageObs[i] = m.stage.WithLabelValues(n)
+	}
+}
+
+// stages observes the time an exchange spent in each check it ran.
+func (m *metrics) stages(d []time.Duration) {
+	for i, t := range d {
+		if t == 0 || i >= len(m.stageObs) {
+			continue
+		}
+		m.stageObs[i].Observe(t.Seconds())
+	}
 }

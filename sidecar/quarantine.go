@@ -3,6 +3,10 @@ package sidecar
 import (
 	"encoding/json"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/iatp/iatp/pipeline"
 )
 
 // maxQuarantineSessions bounds the quarantine sessions kept in memory; the
@@ -22,26 +26,27 @@ type QuarantineSession struct {
 }
 
 type quarantineStore struct {
-	sessions *lru[string, *QuarantineSession]
+	sessions *lru.Cache[string, *QuarantineSession]
 }
 
 func newQuarantineStore() *quarantineStore {
-	return &quarantineStore{sessions: newLRU[string, *QuarantineSession](maxQuarantineSessions)}
+	sessions, _ := lru.New[string, *QuarantineSession](maxQuarantineSessions) // the size is positive
+	return &quarantineStore{sessions: sessions}
 }
 
 func (q *quarantineStore) add(traceID, warning string, manifestDoc []byte, now time.Time) *QuarantineSession {
 	s := &QuarantineSession{
-		SessionID:      newTraceID(),
+		SessionID:      pipeline.NewTraceID(),
 		TraceID:        traceID,
 		WarningMessage: warning,
 		UserOverride:   true,
 		Timestamp:      now.UTC().Format(time.RFC3339Nano),
 		Manifest:       manifestDoc,
 	}
-	q.sessions.put(traceID, s)
+	q.sessions.Add(traceID, s)
 	return s
 }
 
 func (q *quarantineStore) get(traceID string) (*QuarantineSession, bool) {
-	return q.sessions.get(traceID)
+	return q.sessions.Get(traceID)
 }

@@ -4,6 +4,7 @@ import (
 	"math"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/time/rate"
 )
 
@@ -17,7 +18,7 @@ const maxRateLimitKeys = 65536
 type rateLimiter struct {
 	limit   rate.Limit
 	burst   int
-	buckets *lru[string, *rate.Limiter]
+	buckets *lru.Cache[string, *rate.Limiter]
 }
 
 // newRateLimiter allows perMinute requests per minute per caller with the
@@ -30,17 +31,22 @@ func newRateLimiter(perMinute, burst int) *rateLimiter {
 	if burst <= 0 {
 		burst = perMinute
 	}
-	return &rateLimiter{
-		limit:   rate.Limit(float64(perMinute) / 60),
-		burst:   burst,
-		buckets: newLRU[string, *rate.Limiter](maxRateLimitKeys),
-	}
+	buckets, _ := lru.New[string, *rate.Limiter](maxRateLimitKeys) // the size is positive
+	return &rateLimiter{limit: rate.Limit(float64(perMinute) / 60), burst: burst, buckets: buckets}
 }
 
-// allow takes a token for key at now; when none is left it returns false and
+// Allow takes a token for key at now; when none is left it returns false and
 // how many whole seconds to wait before retrying (at least 1).
-func (r *rateLimiter) allow(key string, now time.Time) (ok bool, retryAfter int) {
-	l := r.buckets.getOrAdd(key, func() *rate.Limiter { return rate.NewLimiter(r.limit, r.burst) })
+func (r *rateLimiter) Allow(key string, now time.Time) (ok bool, retryAfter int) {
+	l, found := r.buckets.Get(key)
+	if !found {
+		fresh := rate.NewLimiter(r.limit, r.burst)
+		if prev, had, _ := r.buckets.PeekOrAdd(key, fresh); had {
+			l = prev
+		} else {
+			l = fresh
+		}
+	}
 	res := l.ReserveN(now, 1)
 	if !res.OK() {
 		return false, 60

@@ -28,6 +28,7 @@ import (
 
 	"github.com/iatp/iatp/identity"
 	"github.com/iatp/iatp/manifest"
+	"github.com/iatp/iatp/pipeline"
 	"github.com/iatp/iatp/policy"
 	"github.com/iatp/iatp/recorder"
 	"github.com/iatp/iatp/reputation"
@@ -52,20 +53,17 @@ type Sidecar struct {
 	rec            flightRecorder
 	rep            *reputation.Store
 	quarantine     *quarantineStore
-	limiter        *rateLimiter
 	verifier       *identity.CallerVerifier
 	override       secretToken
 	admin          secretToken
 	metrics        *metrics
-	client         *fasthttp.HostClient
+	agent          *upstream
+	ingress        *pipeline.Pipeline
 	adminHandler   http.Handler
 	fastAdmin      fasthttp.RequestHandler
 
-	agentAddr          string // host:port of the agent
-	agentBase          string // agent URL without its query
-	agentQuery         string // "?query" of the agent URL, or ""
-	timeout            time.Duration
-	rateLimitPerMinute int
+	agentAddr string        // host:port of the agent
+	timeout   time.Duration // the agent timeout, or its SLA when shorter
 
 	closeOnce sync.Once
 	closeErr  error
@@ -113,10 +111,6 @@ func New(cfg Config) (*Sidecar, error) {
 			return nil, fmt.Errorf("sidecar: trusted agents: %w", err)
 		}
 	}
-	if cfg.RateLimitPerMinute > 0 {
-		s.limiter = newRateLimiter(cfg.RateLimitPerMinute, cfg.RateLimitBurst)
-		s.rateLimitPerMinute = cfg.RateLimitPerMinute
-	}
 	if err := s.setAgent(); err != nil {
 		return nil, err
 	}
@@ -140,6 +134,8 @@ func New(cfg Config) (*Sidecar, error) {
 		return nil, fmt.Errorf("sidecar: flight recorder: %w", err)
 	}
 	s.rec = log
+	s.ingress = s.newIngress()
+	s.metrics.setStages(s.ingress.Names())
 	for _, p := range m.Warnings() {
 		s.log.Warn("manifest: "+p.String(), "agent_id", m.AgentID())
 	}
@@ -221,13 +217,7 @@ func (s *Sidecar) setAgent() error {
 		}
 	}
 	s.agentAddr = host
-	base := *u
-	base.RawQuery, base.ForceQuery, base.Fragment = "", false, ""
-	s.agentBase = base.String()
-	if u.RawQuery != "" {
-		s.agentQuery = "?" + u.RawQuery
-	}
-	s.client = newAgentClient(host, u.Scheme == "https", s.cfg)
+	s.agent = newUpstream(host, u.Scheme == "https", s.cfg.MaxConnsPerAgent)
 	return nil
 }
 
@@ -239,17 +229,6 @@ func (s *Sidecar) ManifestDocument() []byte { return s.manifestDoc }
 
 // Reputation returns the sidecar's reputation store.
 func (s *Sidecar) Reputation() *reputation.Store { return s.rep }
-
-// ServeHTTP serves every endpoint on net/http, for those who mount the
-// sidecar in a server of their own.
-func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	defer s.recoverHTTP(w, r)
-	if r.URL.Path == "/proxy" || len(r.URL.Path) > len("/proxy/") && r.URL.Path[:len("/proxy/")] == "/proxy/" {
-		s.serveProxyHTTP(w, r)
-		return
-	}
-	s.adminHandler.ServeHTTP(w, r)
-}
 
 // Handler returns the sidecar as an http.Handler.
 func (s *Sidecar) Handler() http.Handler { return s }
@@ -306,7 +285,7 @@ func (s *Sidecar) Serve(ctx context.Context, ln net.Listener) error {
 // It is idempotent.
 func (s *Sidecar) Close() error {
 	s.closeOnce.Do(func() {
-		s.client.CloseIdleConnections()
+		s.agent.hc.CloseIdleConnections()
 		if err := s.rec.Close(); err != nil {
 			s.closeErr = fmt.Errorf("sidecar: close flight recorder: %w", err)
 		}
@@ -344,10 +323,7 @@ func (s *Sidecar) reputationOf(agentID string) policy.Reputation {
 // prefix per sidecar and a counter. The sidecar records an event for every
 // answered call, and a UUID from crypto/rand each time is measurable.
 func newEventIDs() func() string {
-	prefix := newTraceID() + "-"
+	prefix := pipeline.NewTraceID() + "-"
 	var n atomic.Uint64
 	return func() string { return prefix + strconv.FormatUint(n.Add(1), 10) }
 }
-
-func itoa(n int) string     { return strconv.Itoa(n) }
-func itoa64(n int64) string { return strconv.FormatInt(n, 10) }

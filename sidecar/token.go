@@ -87,3 +87,9 @@ func GenerateToken() string {
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
 }
+
+// IsSet reports whether the token is configured (overrides enabled).
+func (s secretToken) IsSet() bool { return s.set }
+
+// Matches compares a presented value with the token (see matches).
+func (s secretToken) Matches(presented string) bool { return s.matches(presented) }

@@ -1,4 +1,4 @@
-package sidecar
+package pipeline
 
 import (
 	"bufio"
@@ -24,8 +24,8 @@ func (lockedReader) Read(p []byte) (int, error) {
 	return pooledRand.r.Read(p)
 }
 
-// newTraceID returns a random UUID (version 4) string.
-func newTraceID() string {
+// NewTraceID returns a random UUID (version 4) string.
+func NewTraceID() string {
 	id, err := uuid.NewRandomFromReader(lockedReader{})
 	if err != nil {
 		panic("iatp: crypto/rand failed: " + err.Error()) // crypto/rand does not fail on supported platforms

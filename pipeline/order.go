@@ -1,0 +1,62 @@
+package pipeline
+
+import (
+	"github.com/iatp/iatp/manifest"
+	"github.com/iatp/iatp/policy"
+)
+
+// IngressConfig is what the ingress checks need.
+type IngressConfig struct {
+	// AgentURL is the protected agent (see NewRoute).
+	AgentURL string
+	// Manifest is the protected agent's manifest, scored as written.
+	Manifest *manifest.Manifest
+	// MaxBodyBytes is the body limit (413 beyond).
+	MaxBodyBytes int64
+	// Identify authenticates callers.
+	Identify Identify
+	// RateLimit limits callers; a nil Limiter turns it off.
+	RateLimit RateLimit
+	// Parse parses the body.
+	Parse Parse
+	// Engine is the policy engine.
+	Engine *policy.Engine
+	// Override applies warnings and overrides.
+	Override Override
+	// Forward sends to the agent and records its answer.
+	Forward Forward
+	// NewTraceID makes trace ids.
+	NewTraceID func() string
+}
+
+// IngressChecks returns the ingress checks in their order, which the protocol
+// makes observable (PROTOCOL §3, §5, §7). Why each sits where it does:
+//
+//	headers    first: a repeated owned header or a bad trace id is refused
+//	           before the trace id is used anywhere (400)
+//	route      POST /proxy only, and a path safe to append to the agent
+//	           URL (405, 400)
+//	body       a body the front could not read (413, 400)
+//	identify   who is calling, before anything is spent on them (401)
+//	rate_limit per caller, so it follows identify (429)
+//	parse      the one parse of the body: validate, detect, scrub (400)
+//	detect     the rest of the request: path, query, headers, trailers
+//	policy     block rules and operator rules see every finding (403)
+//	override   warnings (449) unless overridden, then quarantine
+//	record     the request is on disk before it is forwarded (500)
+//	forward    the agent's answer, recorded before it is relayed (502, 504)
+func IngressChecks(c IngressConfig) []Check {
+	return []Check{
+		Headers{NewTraceID: c.NewTraceID},
+		NewRoute(c.AgentURL),
+		ReadBody{MaxBytes: c.MaxBodyBytes},
+		c.Identify,
+		c.RateLimit,
+		c.Parse,
+		Detect{},
+		Decide{Engine: c.Engine, Direction: policy.Ingress, Manifest: c.Manifest},
+		c.Override,
+		RecordRequest{},
+		c.Forward,
+	}
+}

@@ -1,0 +1,252 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/iatp/iatp/detect"
+	"github.com/iatp/iatp/internal/wire"
+)
+
+// scrubPool recycles the buffers that hold scrubbed payloads.
+var scrubPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func (x *Exchange) releaseScrub() {
+	if x.scrub != nil {
+		b := x.scrub[:0]
+		scrubPool.Put(&b)
+		x.scrub = nil
+	}
+}
+
+// Parse parses the JSON body once (PROTOCOL §5: anything else is a 400):
+// in the same pass the detector validates it, finds sensitive data and
+// scrubs the copy that is recorded, and, when an operator rule reads the
+// body, the value rules see is built from that parse.
+type Parse struct {
+	// MaxDepth bounds JSON nesting.
+	MaxDepth int
+	// Value builds x.Value for operator rules.
+	Value bool
+	// MaxRecordPayload bounds the recorded payload.
+	MaxRecordPayload int
+	// RedactForwarded forwards the scrubbed body instead of the original.
+	RedactForwarded bool
+}
+
+// Name returns "parse".
+func (Parse) Name() string { return "parse" }
+
+// Run parses x.Body.
+func (p Parse) Run(_ context.Context, x *Exchange) *Refusal {
+	bp := scrubPool.Get().(*[]byte)
+	parsed, err := parseJSON((*bp)[:0], x.Body, p.MaxDepth, p.Value)
+	if err != nil {
+		*bp = (*bp)[:0]
+		scrubPool.Put(bp)
+		x.Payload = TextPayload(x.Body, isForm(x.ContentType), p.MaxRecordPayload)
+		r := Refuse(http.StatusBadRequest, BadBody, "Invalid JSON payload: "+err.Error())
+		return r
+	}
+	x.scrub = parsed.Scrubbed
+	x.Payload = BoundedJSON(parsed.Scrubbed, p.MaxRecordPayload)
+	x.found(parsed.Found, "body")
+	x.Value = parsed.Value
+	if p.RedactForwarded {
+		x.Body = parsed.Scrubbed
+	}
+	return nil
+}
+
+func isForm(contentType string) bool {
+	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(contentType)), "application/x-www-form-urlencoded")
+}
+
+func (x *Exchange) found(s detect.Set, where string) {
+	if s != 0 {
+		x.Found |= s
+		x.Where = append(x.Where, where)
+	}
+}
+
+// Detect looks for sensitive data everywhere else a request carries it
+// (PROTOCOL §4): the path and the query (percent-decoded, and form-decoded
+// for the query), every header value but the credentials the sidecar
+// consumes, and the trailers. It sets the path and query to record,
+// decoded and scrubbed.
+type Detect struct{}
+
+// Name returns "detect".
+func (Detect) Name() string { return "detect" }
+
+// Run scans x.
+func (Detect) Run(_ context.Context, x *Exchange) *Refusal {
+	path := x.Path
+	if dec, err := url.PathUnescape(path); err == nil {
+		path = dec
+	}
+	f := detect.ScanText(bytesOf(path))
+	x.found(f, "path")
+	x.RecordedPath = scrubString(path, f)
+	if q := x.RawQuery; q != "" {
+		var fq detect.Set
+		view := q
+		if dec, err := url.PathUnescape(q); err == nil {
+			fq |= detect.ScanText(bytesOf(dec))
+			view = dec
+		}
+		if strings.IndexByte(q, '+') >= 0 {
+			if dec, err := url.QueryUnescape(q); err == nil {
+				fq |= detect.ScanText(bytesOf(dec))
+				view = dec
+			}
+		}
+		x.found(fq, "query")
+		x.RecordedQuery = scrubString(view, fq)
+	}
+	scanFields(x, x.Header, "header:")
+	scanFields(x, x.Trailer, "trailer:")
+	return nil
+}
+
+func scanFields(x *Exchange, f Fields, where string) {
+	for _, h := range f {
+		if wire.IsCredential(h.Name) || wire.Same(h.Name, wire.ContentDigest) {
+			continue
+		}
+		s := detect.ScanText(bytesOf(h.Value))
+		if strings.ContainsAny(h.Name, "0123456789@") {
+			s |= detect.ScanText(bytesOf(h.Name))
+		}
+		x.found(s, where+strings.ToLower(h.Name))
+	}
+}
+
+// scrubString scrubs s when found says it holds anything.
+func scrubString(s string, found detect.Set) string {
+	if found == 0 {
+		return s
+	}
+	out, _ := detect.ScrubText(nil, bytesOf(s))
+	return string(out)
+}
+
+// bytesOf returns the bytes of s without copying. The detector only reads
+// its input, so the string's immutability is kept.
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// BoundedJSON returns the scrubbed JSON payload to record: itself when it
+// fits in limit bytes, else a summary with its size, hash and a prefix cut
+// where no value can be split (see CutSafe).
+func BoundedJSON(scrubbed []byte, limit int) json.RawMessage {
+	if len(scrubbed) <= limit {
+		return scrubbed
+	}
+	return summary(scrubbed, len(scrubbed), limit)
+}
+
+func summary(scrubbed []byte, total, limit int) json.RawMessage {
+	prefix := CutSafe(scrubbed, max(0, limit-256))
+	for {
+		b, _ := EncodeJSON(struct {
+			Truncated bool   `json:"truncated"`
+			Bytes     int    `json:"bytes"`
+			Prefix    string `json:"prefix"`
+		}{true, total, strings.ToValidUTF8(string(prefix), "\uFFFD")})
+		if len(b) <= limit || len(prefix) == 0 {
+			return b
+		}
+		prefix = CutSafe(prefix, len(prefix)/2)
+	}
+}
+
+// TextPayload returns what is recorded of a body that is not JSON: its
+// text (form-decoded first when form is true, so that percent-encoded
+// digits are scrubbed too), scrubbed, then cut to limit where no value can
+// be split, as a JSON string.
+func TextPayload(body []byte, form bool, limit int) json.RawMessage {
+	text := body
+	if form {
+		if dec, err := url.QueryUnescape(string(body)); err == nil {
+			text = []byte(dec)
+		}
+	}
+	scrubbed, _ := detect.ScrubText(nil, text)
+	return textJSON(scrubbed, len(scrubbed) > limit, limit)
+}
+
+// textJSON encodes scrubbed text as a JSON string of at most about limit
+// bytes, or, when cut, as a summary with its prefix.
+func textJSON(scrubbed []byte, cut bool, limit int) json.RawMessage {
+	if !cut {
+		b, _ := EncodeJSON(strings.ToValidUTF8(string(scrubbed), "\uFFFD"))
+		if len(b) <= limit+limit/4+64 {
+			return b
+		}
+	}
+	return summary(scrubbed, len(scrubbed), limit)
+}
+
+// safeCut marks the bytes no detector takes inside a finding: cutting a
+// text just before one never splits a card, an SSN, an email or a token
+// (a PEM block cut in its body is still found by its header).
+var safeCut = func() (t [256]bool) {
+	for _, c := range "\n\r\t,;\"'{}[]()<>|&:!?*^`~#$" {
+		t[c] = true
+	}
+	return t
+}()
+
+// CutSafe returns the longest prefix of b of at most n bytes that ends
+// just before a byte no finding can hold, so a value is never cut in half;
+// b itself when it fits.
+func CutSafe(b []byte, n int) []byte {
+	if len(b) <= n {
+		return b
+	}
+	for i := n; i > 0; i-- {
+		if safeCut[b[i]] {
+			return b[:i]
+		}
+	}
+	return b[:0]
+}
+
+// captureMargin is how far past the record's limit a streamed answer is
+// kept raw, so that a value straddling the limit is seen whole before the
+// record is cut at a safe byte below it.
+const captureMargin = 4 << 10
+
+// AnswerPayload returns what is recorded of an answer body: scrubbed JSON
+// when the body is whole valid JSON of a JSON type, else its scrubbed
+// text. When the body is not whole (a prefix of a stream or of a large
+// answer), the raw prefix is first cut at a safe byte, so a value cut by
+// the end of the prefix is not recorded at all, then scrubbed, then cut
+// again to limit.
+func AnswerPayload(body []byte, contentType string, whole bool, limit, maxDepth int) json.RawMessage {
+	if len(body) == 0 {
+		return nil
+	}
+	if whole && strings.Contains(strings.ToLower(contentType), "json") {
+		if out, _, err := detect.ScrubJSON(nil, body, detect.Options{MaxDepth: maxDepth}); err == nil {
+			return BoundedJSON(out, limit)
+		}
+	}
+	if !whole {
+		body = CutSafe(body, len(body)-1)
+	}
+	scrubbed, _ := detect.ScrubText(nil, body)
+	return textJSON(scrubbed, !whole || len(scrubbed) > limit, limit)
+}
+
+// ScrubbedText scrubs and clips text that may quote a request or an
+// answer (an error message, a log line), for logs and records.
+func ScrubbedText(t string) string {
+	b, _ := detect.ScrubText(nil, []byte(t))
+	return clip(string(b))
+}

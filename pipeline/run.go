@@ -1,0 +1,250 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/iatp/iatp/internal/wire"
+	"github.com/iatp/iatp/recorder"
+)
+
+// Recorder is what the pipeline needs of the flight recorder.
+type Recorder interface {
+	Append(ctx context.Context, r *recorder.Record) (uint64, error)
+}
+
+// Observer learns how each exchange ended: the sidecar counts it in its
+// metrics and logs one line per decision.
+type Observer interface {
+	// Observe is called once per exchange, after its last check, with the
+	// refusal that ended it or nil when it was forwarded.
+	Observe(x *Exchange, r *Refusal)
+}
+
+// Config holds what every pipeline shares.
+type Config struct {
+	// Recorder is the flight recorder (required).
+	Recorder Recorder
+	// AgentID is this sidecar's agent, recorded as the callee at ingress
+	// and as the caller at egress.
+	AgentID string
+	// Observer, if not nil, learns how each exchange ended.
+	Observer Observer
+	// Clock is the time source; nil means time.Now.
+	Clock func() time.Time
+	// NewTraceID makes trace ids; nil means random UUIDs.
+	NewTraceID func() string
+	// OnRecordError is called when a record cannot be written; nil ignores
+	// it (the refusal or answer goes out all the same).
+	OnRecordError func(r *recorder.Record, err error)
+}
+
+// Pipeline runs an ordered list of checks over exchanges. It is safe for
+// concurrent use.
+type Pipeline struct {
+	cfg    Config
+	checks []Check
+}
+
+// New returns a pipeline running checks in order.
+func New(cfg Config, checks ...Check) *Pipeline {
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.NewTraceID == nil {
+		cfg.NewTraceID = NewTraceID
+	}
+	return &Pipeline{cfg: cfg, checks: checks}
+}
+
+// Names returns the names of the checks, in order.
+func (p *Pipeline) Names() []string {
+	names := make([]string, len(p.checks))
+	for i, c := range p.checks {
+		names[i] = c.Name()
+	}
+	return names
+}
+
+// exchanges recycles Exchanges between requests.
+var exchanges = sync.Pool{New: func() any { return new(Exchange) }}
+
+// Acquire returns an empty Exchange; Release gives it back once its answer
+// is written (and its stream, if any, closed).
+func Acquire() *Exchange { return exchanges.Get().(*Exchange) }
+
+// Release resets x and returns it to the pool. x must not be used after.
+func Release(x *Exchange) {
+	x.releaseScrub()
+	if x.Answer != nil && x.Answer.Release != nil {
+		x.Answer.Release()
+	}
+	stages := x.Stages[:0]
+	where := x.Where[:0]
+	*x = Exchange{Stages: stages, Where: where}
+	exchanges.Put(x)
+}
+
+// Serve runs the checks over x and returns the answer to write: the
+// target's answer when every check passed, else the refusal's. Every
+// refusal is recorded; a panic in a check is recorded and then goes on.
+func (p *Pipeline) Serve(ctx context.Context, x *Exchange) (a *Answer) {
+	x.pipe = p
+	if x.Received.IsZero() {
+		x.Received = p.cfg.Clock()
+	}
+	if cap(x.Stages) < len(p.checks) {
+		x.Stages = make([]time.Duration, len(p.checks))
+	}
+	x.Stages = x.Stages[:len(p.checks)]
+	clear(x.Stages)
+	defer func() {
+		if v := recover(); v != nil {
+			r := &Refusal{Status: http.StatusInternalServerError, Reason: Internal,
+				Msg: "internal error; the sidecar's log has the details under this trace id", Cause: fmt.Errorf("panic: %v", v)}
+			p.refused(ctx, x, r)
+			panic(v)
+		}
+	}()
+	for i, c := range p.checks {
+		start := time.Now()
+		r := c.Run(ctx, x)
+		x.Stages[i] = time.Since(start)
+		if r != nil {
+			return p.refused(ctx, x, r)
+		}
+	}
+	x.Outcome = Forwarded
+	if p.cfg.Observer != nil {
+		p.cfg.Observer.Observe(x, nil)
+	}
+	if x.TraceID == "" {
+		x.TraceID = p.cfg.NewTraceID()
+	}
+	if x.Answer == nil { // a pipeline without a terminal check
+		return &Answer{Status: http.StatusNoContent, Header: Fields{{wire.TraceID, x.TraceID}}, Length: -1}
+	}
+	return x.Answer
+}
+
+// Refuse ends x with r before any check ran — for what a front could not
+// even read — recording it like any refusal.
+func (p *Pipeline) Refuse(ctx context.Context, x *Exchange, r *Refusal) *Answer {
+	x.pipe = p
+	if x.Received.IsZero() {
+		x.Received = p.cfg.Clock()
+	}
+	return p.refused(ctx, x, r)
+}
+
+func (p *Pipeline) refused(ctx context.Context, x *Exchange, r *Refusal) *Answer {
+	x.Outcome = r.Reason
+	if x.TraceID == "" {
+		x.TraceID = p.cfg.NewTraceID()
+	}
+	if !r.Unrecorded {
+		kind := r.Kind
+		if kind == "" {
+			kind = recorder.KindError
+		}
+		reasons := r.Reasons
+		if len(reasons) == 0 {
+			reasons = []string{r.Msg}
+		}
+		details := r.Details
+		if details == nil {
+			details = requestDetails(x, r.Reason)
+		}
+		payload := x.Payload
+		if r.Reason == Upstream || r.Reason == UpstreamTimeout || r.Reason == Canceled {
+			payload = nil // the request record holds it
+		}
+		p.Record(ctx, x, &recorder.Record{Kind: kind, Decision: r.Decision, Reasons: reasons,
+			Payload: payload, Status: r.Status, Details: details})
+	}
+	if p.cfg.Observer != nil {
+		p.cfg.Observer.Observe(x, r)
+	}
+	return r.Answer(x.TraceID)
+}
+
+// Record appends r for x — trace id, time, callee, caller — and returns
+// the recorder's error. A record is written even when ctx is done (the
+// caller went away, the server is stopping): what was decided or answered
+// is never dropped.
+func (p *Pipeline) Record(ctx context.Context, x *Exchange, r *recorder.Record) error {
+	if x.TraceID == "" {
+		x.TraceID = p.cfg.NewTraceID()
+	}
+	r.TraceID = x.TraceID
+	if r.Time.IsZero() {
+		r.Time = p.cfg.Clock()
+	}
+	r.AgentID = x.TargetID
+	if r.AgentID == "" {
+		r.AgentID = p.cfg.AgentID
+	}
+	if x.Caller.AgentID != "" {
+		r.CallerID = x.Caller.AgentID
+	}
+	r.Authenticated, r.Attested = x.Caller.Authenticated, x.Caller.Attested
+	_, err := p.cfg.Recorder.Append(context.WithoutCancel(ctx), r)
+	if err != nil && p.cfg.OnRecordError != nil {
+		p.cfg.OnRecordError(r, err)
+	}
+	return err
+}
+
+// details of the request, recorded with every record of an exchange.
+type details struct {
+	Kind        string   `json:"exchange,omitempty"`
+	Method      string   `json:"method,omitempty"`
+	Path        string   `json:"path,omitempty"`
+	Query       string   `json:"query,omitempty"`
+	Target      string   `json:"target,omitempty"`
+	TrustScore  *int     `json:"trust_score,omitempty"`
+	Quarantined bool     `json:"quarantined,omitempty"`
+	Overridden  bool     `json:"user_override,omitempty"`
+	Rule        string   `json:"rule,omitempty"`
+	Sensitive   []string `json:"sensitive,omitempty"`
+	Where       []string `json:"found_in,omitempty"`
+	Outcome     Reason   `json:"outcome,omitempty"`
+}
+
+// requestDetails describes x for a record: method, the recorded (scrubbed)
+// path and query, the decision's score and rule, what was found where.
+func requestDetails(x *Exchange, outcome Reason) json.RawMessage {
+	d := details{Method: x.Method, Path: x.RecordedPath, Query: x.RecordedQuery,
+		Quarantined: x.Quarantined, Overridden: x.Overridden, Rule: x.Decision.Rule, Outcome: outcome}
+	if x.Kind != Ingress {
+		d.Kind = x.Kind.String()
+		d.Target = x.TargetID
+	}
+	if x.Target.Manifest != nil {
+		s := x.Decision.TrustScore
+		d.TrustScore = &s
+	}
+	if x.Found != 0 {
+		d.Sensitive = x.Found.Names()
+		d.Where = x.Where
+	}
+	b, _ := EncodeJSON(d)
+	return b
+}
+
+// EncodeJSON is json.Marshal without HTML escaping: records and answers
+// quote agents' text, which stays readable.
+func EncodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}

@@ -1,0 +1,104 @@
+package sidecar
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+
+	"github.com/iatp/iatp/internal/wire"
+	"github.com/iatp/iatp/pipeline"
+)
+
+// ServeHTTP is the net/http front, for those who mount the sidecar in a
+// server of their own: the same pipeline and agent client as Run's.
+func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer s.recoverHTTP(w, r)
+	path := rawPath(r)
+	if _, ok := wire.SplitProxy(path); !ok {
+		s.adminHandler.ServeHTTP(w, r)
+		return
+	}
+	x := pipeline.Acquire()
+	s.decodeHTTP(r, path, x)
+	writeAnswer(w, s.ingress.Serve(r.Context(), x))
+	pipeline.Finish(x)
+}
+
+// rawPath returns the request's path as sent.
+func rawPath(r *http.Request) string {
+	if u := r.RequestURI; strings.HasPrefix(u, "/") {
+		p, _, _ := strings.Cut(u, "?")
+		return p
+	}
+	return r.URL.EscapedPath() // absolute-form or authority-form
+}
+
+// decodeHTTP fills x from a net/http request, reading the body up to the
+// limit.
+func (s *Sidecar) decodeHTTP(r *http.Request, path string, x *pipeline.Exchange) {
+	x.Kind = pipeline.Ingress
+	x.Method = r.Method
+	x.Path = path
+	x.RawQuery = r.URL.RawQuery
+	x.Header = httpFields(r.Header, 0)
+	x.ContentType = r.Header.Get("Content-Type")
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		x.BodyErr = pipeline.ErrBodyTooLarge
+	} else {
+		body, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxBodyBytes+1))
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe), err == nil && int64(len(body)) > s.cfg.MaxBodyBytes:
+			x.BodyErr = pipeline.ErrBodyTooLarge
+		case err != nil:
+			x.BodyErr = err
+		}
+		x.Body = body
+	}
+	x.Trailer = httpFields(r.Trailer, 0)
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		x.Peer = host
+	} else {
+		x.Peer = r.RemoteAddr
+	}
+	if s.cfg.PublicURL != "" {
+		x.TargetURI = s.cfg.PublicURL + r.URL.RequestURI()
+	} else {
+		scheme := "http://"
+		if r.TLS != nil {
+			scheme = "https://"
+		}
+		x.TargetURI = scheme + r.Host + r.URL.RequestURI()
+	}
+}
+
+// httpFields lists a net/http header's lines.
+func httpFields(h http.Header, _ int) pipeline.Fields {
+	if len(h) == 0 {
+		return nil
+	}
+	out := make(pipeline.Fields, 0, len(h))
+	for k, vs := range h {
+		for _, v := range vs {
+			out = append(out, pipeline.Field{Name: k, Value: v})
+		}
+	}
+	return out
+}
+
+// recoverHTTP turns a panic into a 500, logged with its stack.
+func (s *Sidecar) recoverHTTP(w http.ResponseWriter, r *http.Request) {
+	if rec := recover(); rec != nil {
+		if rec == http.ErrAbortHandler {
+			panic(rec)
+		}
+		panics.Add(1)
+		traceID := requestTraceID(r)
+		s.log.Error("panic serving a request", "trace_id", traceID, "panic", fmt.Sprint(rec), "stack", string(debug.Stack()))
+		writeError(w, traceID, errorf(http.StatusInternalServerError, "internal error; the sidecar's log has the details under this trace id"))
+	}
+}

@@ -1,0 +1,305 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"io"
+	"iter"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/iatp/iatp/internal/wire"
+	"github.com/iatp/iatp/pipeline"
+	"github.com/iatp/iatp/policy"
+	"github.com/iatp/iatp/recorder"
+	"github.com/iatp/iatp/reputation"
+)
+
+// newIngress builds the ingress pipeline with this sidecar's settings.
+func (s *Sidecar) newIngress() *pipeline.Pipeline {
+	return pipeline.New(pipeline.Config{
+		Recorder: s.rec, AgentID: s.cfg.Manifest.AgentID(), Observer: s, Clock: s.cfg.Clock,
+		OnRecordError: func(r *recorder.Record, err error) {
+			s.metrics.recorded.Inc()
+			s.log.Error("flight recorder: cannot record", "kind", r.Kind, "trace_id", r.TraceID, "err", err)
+		},
+	}, s.ingressChecks()...)
+}
+
+// ingressChecks returns pipeline.IngressChecks with this sidecar's settings.
+func (s *Sidecar) ingressChecks() []pipeline.Check {
+	cfg := s.cfg
+	c := pipeline.IngressConfig{
+		AgentURL:     cfg.AgentURL,
+		Manifest:     cfg.Manifest,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Identify: pipeline.Identify{
+			Require:    cfg.RequireAuthenticatedCallers,
+			Pinned:     func(id string) bool { _, ok := cfg.TrustedAgents[id]; return ok },
+			Reputation: s.reputationOf,
+			Clock:      cfg.Clock,
+		},
+		RateLimit: pipeline.RateLimit{PerMinute: cfg.RateLimitPerMinute, Clock: cfg.Clock},
+		Parse: pipeline.Parse{MaxDepth: cfg.MaxJSONDepth, Value: s.engine.NeedsBody(),
+			MaxRecordPayload: cfg.MaxRecordPayload, RedactForwarded: cfg.RedactForwarded},
+		Engine: s.engine,
+		Override: pipeline.Override{Token: s.override, Clock: cfg.Clock,
+			Quarantine: func(traceID, warning string, now time.Time) string {
+				return s.quarantine.add(traceID, warning, s.manifestDoc, now).SessionID
+			}},
+		Forward: pipeline.Forward{Sender: agentSender{s}, MaxRecord: cfg.MaxResponseRecord,
+			MaxJSONDepth: cfg.MaxJSONDepth, Outcome: s.outcome, Clock: cfg.Clock},
+		NewTraceID: pipeline.NewTraceID,
+	}
+	if s.verifier != nil {
+		c.Identify.Verifier = s.verifier
+	}
+	if l := newRateLimiter(cfg.RateLimitPerMinute, cfg.RateLimitBurst); l != nil {
+		c.RateLimit.Limiter = l
+	}
+	return pipeline.IngressChecks(c)
+}
+
+// agentSender sends allowed requests to the protected agent.
+type agentSender struct{ s *Sidecar }
+
+// Send forwards x to the agent: the caller's headers under the header
+// rules, the sidecar's own (trace id, caller identity, X-Forwarded-For),
+// and the body as it was checked.
+func (a agentSender) Send(ctx context.Context, x *pipeline.Exchange) (*pipeline.Answer, *pipeline.Refusal) {
+	s := a.s
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.Header.SetNoDefaultContentType(true)
+	req.Header.SetMethod(x.Method)
+	req.SetRequestURI(x.Upstream)
+	x.UpstreamHeader(func(name, value string) { req.Header.Add(name, value) })
+	req.Header.Set(wire.TraceID, x.TraceID)
+	if x.Caller.Authenticated {
+		req.Header.Set(wire.CallerID, x.Caller.AgentID)
+		req.Header.Set(wire.CallerAttested, strconv.FormatBool(x.Caller.Attested))
+	}
+	if xff := x.ForwardedFor(); xff != "" {
+		req.Header.Set(wire.ForwardedFor, xff)
+	}
+	req.SetBodyRaw(x.Body)
+	timeout := s.timeout
+	if strings.Contains(x.Header.Get("Accept"), "text/event-stream") {
+		timeout = s.cfg.StreamTimeout
+	}
+	resp := fasthttp.AcquireResponse()
+	start := time.Now()
+	stream, err := s.agent.roundTrip(ctx, req, resp, start.Add(timeout))
+	latency := time.Since(start)
+	if err != nil {
+		fasthttp.ReleaseResponse(resp)
+		return nil, s.agentFailed(x, err, latency, timeout)
+	}
+	s.metrics.latency.Observe(latency.Seconds())
+	ans := &pipeline.Answer{Status: resp.StatusCode(), Header: responseFields(&resp.Header), Latency: latency,
+		Length: -1, Release: func() { fasthttp.ReleaseResponse(resp) }}
+	if stream != nil {
+		ans.Stream = stream
+		if cl := resp.Header.ContentLength(); cl >= 0 {
+			ans.Length = int64(cl)
+		}
+	} else {
+		ans.Body = resp.Body()
+	}
+	return ans, nil
+}
+
+// agentFailed builds the refusal of a failed exchange with the agent: 504
+// when it was slower than allowed, 502 otherwise, both with the recovery
+// the caller may attempt; or the record of a call its caller gave up.
+func (s *Sidecar) agentFailed(x *pipeline.Exchange, err error, latency, timeout time.Duration) *pipeline.Refusal {
+	if errors.Is(err, errCanceled) {
+		return &pipeline.Refusal{Status: pipeline.StatusCanceled, Reason: pipeline.Canceled, Msg: errCanceled.Error(),
+			Decision: x.Decision.Outcome.String()}
+	}
+	var ne net.Error
+	timedOut := errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &ne) && ne.Timeout())
+	// The error may quote the agent's answer; only its scrubbed, bounded
+	// description is kept, sent, logged or recorded.
+	described := describeAgentError(err)
+	r := &pipeline.Refusal{Status: http.StatusBadGateway, Reason: pipeline.Upstream, Msg: "Backend agent error: " + described,
+		Cause: errors.New(described), Decision: x.Decision.Outcome.String()}
+	kind := reputation.TypeError
+	if timedOut {
+		r.Status, r.Reason, kind = http.StatusGatewayTimeout, pipeline.UpstreamTimeout, reputation.TypeTimeout
+		r.Msg = "Backend agent timeout: no answer within " + timeout.String() + s.slaNote(timeout)
+	}
+	rec := s.recovery(kind)
+	r.Fields = map[string]any{"recovery": rec}
+	r.Details, _ = pipeline.EncodeJSON(map[string]any{"error": described, "timeout_ms": timeout.Milliseconds(), "recovery": rec})
+	return r
+}
+
+func (s *Sidecar) slaNote(timeout time.Duration) string {
+	if sla := s.cfg.Manifest.Capabilities.SLALatencyMs; sla > 0 && timeout == time.Duration(sla)*time.Millisecond {
+		return " (the agent's SLA, capabilities.sla_latency_ms)"
+	}
+	return ""
+}
+
+func describeAgentError(err error) string {
+	switch {
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return "every connection to the agent is busy (max_conns_per_agent)"
+	case errors.Is(err, errNoAnswer), errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the agent closed the connection before answering"
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return "cannot connect to the agent: " + oe.Err.Error()
+	}
+	// The error may quote the agent's malformed answer: scrub and bound it.
+	return pipeline.ScrubbedText(err.Error())
+}
+
+// recoveryAdvice is the "recovery" member of 502 and 504 answers.
+type recoveryAdvice struct {
+	Strategy  string `json:"strategy"` // retry | give_up
+	Reason    string `json:"reason"`
+	Message   string `json:"message"`
+	BackoffMs int    `json:"backoff_ms,omitempty"`
+}
+
+// recovery says what the caller may do after a failed exchange: retry when
+// the agent is idempotent (a repeat is harmless) or reversible (a repeat can
+// be undone), give up otherwise.
+func (s *Sidecar) recovery(failure string) recoveryAdvice {
+	m := s.cfg.Manifest
+	id := m.AgentID()
+	switch {
+	case m.Capabilities.Idempotency:
+		return recoveryAdvice{Strategy: "retry", Reason: failure, BackoffMs: 1000,
+			Message: "agent '" + id + "' is idempotent: retrying with the same X-Agent-Trace-ID is safe; back off before retrying"}
+	case m.Reversibility.Level.Reversible():
+		return recoveryAdvice{Strategy: "retry", Reason: failure, BackoffMs: 1000,
+			Message: "agent '" + id + "' is not idempotent but supports " + string(m.Reversibility.Level) + " reversal: a retry may repeat the action, which can then be undone"}
+	}
+	return recoveryAdvice{Strategy: "give_up", Reason: failure,
+		Message: "agent '" + id + "' is neither idempotent nor reversible: the request may have been carried out, and a retry could repeat it for good; check with the agent's operator before retrying"}
+}
+
+// responseFields copies the answer's header lines into one string.
+func responseFields(h *fasthttp.ResponseHeader) pipeline.Fields {
+	return copyFields(h.All())
+}
+
+// copyFields copies header lines into Fields backed by a single string, so
+// they outlive the fasthttp buffers they came from at one allocation.
+func copyFields(all iter.Seq2[[]byte, []byte]) pipeline.Fields {
+	n, size := 0, 0
+	for k, v := range all {
+		n++
+		size += len(k) + len(v)
+	}
+	if n == 0 {
+		return nil
+	}
+	buf := make([]byte, 0, size)
+	for k, v := range all {
+		buf = append(append(buf, k...), v...)
+	}
+	backing := unsafe.String(unsafe.SliceData(buf), len(buf)) // buf is never written again
+	out := make(pipeline.Fields, 0, n)
+	off := 0
+	for k, v := range all {
+		name := backing[off : off+len(k)]
+		off += len(k)
+		out = append(out, pipeline.Field{Name: name, Value: backing[off : off+len(v)]})
+		off += len(v)
+	}
+	return out
+}
+
+// outcome counts a call's result: metrics, and the agent's reputation.
+func (s *Sidecar) outcome(x *pipeline.Exchange, status int, r *pipeline.Refusal) {
+	switch {
+	case r == nil:
+		s.metrics.answer(status)
+		if status >= 200 && status < 300 {
+			s.recordOwnReputation(x.TraceID, reputation.TypeSuccess)
+		}
+	case r.Reason == pipeline.UpstreamTimeout:
+		s.metrics.upstream.WithLabelValues(reputation.TypeTimeout).Inc()
+		s.recordOwnReputation(x.TraceID, reputation.TypeTimeout)
+	case r.Reason == pipeline.Canceled:
+		s.metrics.upstream.WithLabelValues("canceled").Inc()
+	default:
+		if r.Reason == pipeline.Upstream && status < 300 {
+			s.metrics.answer(status)
+		}
+		s.metrics.upstream.WithLabelValues(reputation.TypeError).Inc()
+		s.recordOwnReputation(x.TraceID, reputation.TypeError)
+	}
+}
+
+// recordOwnReputation counts one exchange for the protected agent.
+func (s *Sidecar) recordOwnReputation(traceID, kind string) {
+	_, err := s.rep.Record(context.Background(), reputation.Event{AgentID: s.cfg.Manifest.AgentID(), Type: kind, TraceID: traceID, DetectedBy: "iatp"})
+	if err != nil && !errors.Is(err, reputation.ErrDuplicateEvent) {
+		s.log.Warn("reputation: cannot record", "agent_id", s.cfg.Manifest.AgentID(), "err", err)
+	}
+}
+
+// Observe counts and logs how an exchange ended: one line per decision.
+func (s *Sidecar) Observe(x *pipeline.Exchange, r *pipeline.Refusal) {
+	status := 0
+	switch {
+	case r != nil:
+		status = r.Status
+		switch r.Reason {
+		case pipeline.Blocked:
+			s.metrics.decided("block")
+			s.metrics.blocked.WithLabelValues(x.Decision.Rule).Inc()
+		case pipeline.Warned:
+			s.metrics.decided("warn")
+		case pipeline.Upstream, pipeline.UpstreamTimeout, pipeline.Canceled:
+			s.metrics.decided(decisionName(x))
+		default:
+			s.metrics.refused.WithLabelValues(strconv.Itoa(r.Status)).Inc()
+		}
+		s.logFailure(x.TraceID, r)
+	default:
+		s.metrics.decided(decisionName(x))
+		if x.Answer != nil {
+			status = x.Answer.Status
+		}
+	}
+	s.metrics.stages(x.Stages)
+	if s.log.Enabled(context.Background(), levelDecision) {
+		s.log.Log(context.Background(), levelDecision, "decision", "trace_id", x.TraceID, "caller", x.Caller.AgentID,
+			"decision", string(x.Outcome), "rule", x.Decision.Rule, "status", status,
+			"latency_ms", float64(time.Since(x.Received).Microseconds())/1000)
+	}
+}
+
+// levelDecision is the level of the one log line per decision.
+const levelDecision = slog.LevelInfo
+
+func decisionName(x *pipeline.Exchange) string {
+	if x.Overridden {
+		return "override"
+	}
+	return x.Decision.Outcome.String()
+}
+
+// record writes an administrative record (a slash, an import).
+func (s *Sidecar) record(ctx context.Context, r *recorder.Record, _ policy.Caller, now time.Time) {
+	r.Time = now
+	r.AgentID = s.cfg.Manifest.AgentID()
+	if _, err := s.rec.Append(context.WithoutCancel(ctx), r); err != nil {
+		s.metrics.recorded.Inc()
+		s.log.Error("flight recorder: cannot record", "kind", r.Kind, "trace_id", r.TraceID, "err", err)
+	}
+}
