@@ -271,6 +271,7 @@ func (d Decide) Run(ctx context.Context, x *Exchange) *Refusal {
 		Target:    x.Target,
 		Request:   policy.Request{Method: x.Method, Path: x.Path, Headers: x.Header.lowerMap, Body: x.Value},
 		Sensitive: x.Found,
+		Require:   x.Require,
 	}
 	dec, err := d.Engine.Decide(ctx, &in)
 	if err != nil {
@@ -280,11 +281,21 @@ func (d Decide) Run(ctx context.Context, x *Exchange) *Refusal {
 	}
 	x.Decision = dec
 	if dec.Outcome == policy.Block {
-		return &Refusal{Status: http.StatusForbidden, Reason: Blocked, Msg: dec.Reason,
+		return x.withTarget(&Refusal{Status: http.StatusForbidden, Reason: Blocked, Msg: dec.Reason,
 			Fields: map[string]any{"blocked": true, "blocked_by": dec.Rule},
-			Kind:   recorder.KindBlocked, Decision: "block", Reasons: []string{dec.Rule, dec.Reason}}
+			Kind:   recorder.KindBlocked, Decision: "block", Reasons: []string{dec.Rule, dec.Reason}})
 	}
 	return nil
+}
+
+// withTarget adds, at egress, what the handshake established about the
+// target to a refusal: the local agent learns why.
+func (x *Exchange) withTarget(r *Refusal) *Refusal {
+	if x.Kind == Egress && x.Origin != "" {
+		r.Fields["target"] = map[string]any{"agent_id": x.TargetID, "origin": x.Origin, "proven": x.Proven,
+			"trust_score": x.Decision.TrustScore}
+	}
+	return r
 }
 
 // lowerMap returns the headers for operator rules: names in lower case,
@@ -332,7 +343,7 @@ func (o Override) Run(ctx context.Context, x *Exchange) *Refusal {
 	if d.Outcome == policy.Warn {
 		presented := x.Header.Get(wire.Override)
 		if presented == "" || !o.Token.Matches(presented) {
-			return o.warning(d, presented != "")
+			return x.withTarget(o.warning(d, presented != ""))
 		}
 		x.Overridden = true
 		var details []byte

@@ -137,6 +137,17 @@ type Exchange struct {
 	Target policy.Target
 	// TargetID names the target in records (at ingress, the own agent).
 	TargetID string
+	// Origin is the target's origin at egress ("http://host:port").
+	Origin string
+	// Proven says what the target proved at egress (see Discover checks):
+	// "attested", "signed", "claimed", or why it counts as unknown.
+	Proven string
+	// Require holds the scopes and capabilities this call needs of the
+	// target (egress: per target or path in config).
+	Require policy.Requirements
+	// Added holds header lines the sidecar adds to the upstream request:
+	// at egress, the request signature and the attestation.
+	Added Fields
 
 	// Payload is the scrubbed body as it is recorded (JSON), set by Parse.
 	Payload []byte
@@ -228,8 +239,9 @@ func (c checkFunc) Run(ctx context.Context, x *Exchange) *Refusal { return c.fn(
 // UpstreamHeader calls fn for each request header line that goes on to the
 // upstream (PROTOCOL §5): not hop-by-hop or named in Connection, not an
 // X-IATP-* header, not the override token, not framing or Host, and not
-// one the sidecar sets itself (the trace id, X-Forwarded-For) — in any
-// spelling. The sender then adds the sidecar's own.
+// one the sidecar sets itself (the trace id, X-Forwarded-For; at egress
+// the signature headers and Proxy-Authorization) — in any spelling. The
+// sender then adds the sidecar's own, and x.Added.
 func (x *Exchange) UpstreamHeader(fn func(name, value string)) {
 	var conn []string
 	for _, h := range x.Header {
@@ -242,6 +254,9 @@ next:
 		n := h.Name
 		if wire.IsHopByHop(n) || wire.IsIATP(n) || wire.Same(n, wire.Override) || wire.Same(n, wire.TraceID) ||
 			wire.Same(n, wire.ForwardedFor) || wire.Same(n, "content-length") || wire.Same(n, "host") {
+			continue
+		}
+		if x.Kind == Egress && (wire.Same(n, wire.Signature) || wire.Same(n, wire.SignatureInput) || wire.Same(n, wire.ContentDigest)) {
 			continue
 		}
 		for _, c := range conn {

@@ -60,3 +60,58 @@ func IngressChecks(c IngressConfig) []Check {
 		c.Forward,
 	}
 }
+
+// EgressConfig is what the egress checks need.
+type EgressConfig struct {
+	// Route names this sidecar's agent, the caller of every request.
+	Route EgressRoute
+	// MaxBodyBytes is the body limit (413 beyond).
+	MaxBodyBytes int64
+	// Parse parses the body (with AllowText: agents call others with any
+	// body).
+	Parse Parse
+	// Discover finds, verifies and scores the target (client.Discoverer's
+	// check): it sets x.Target, x.TargetID, x.Proven and x.Require.
+	Discover Check
+	// Engine is the egress policy engine.
+	Engine *policy.Engine
+	// Override applies warnings and overrides.
+	Override Override
+	// Sign signs the request as this agent.
+	Sign Sign
+	// Forward sends to the target and records its answer.
+	Forward Forward
+	// NewTraceID makes trace ids.
+	NewTraceID func() string
+}
+
+// EgressChecks returns the egress checks in their order: the handshake of
+// PROTOCOL §0 — discover, validate, then execute or warn — before a byte
+// leaves this agent. Why each sits where it does:
+//
+//	headers       the same header rules as ingress (400)
+//	egress_route  an absolute http:// target, this agent as the caller (400)
+//	body          a body the front could not read (413, 400)
+//	parse         the one parse of the body; any body goes, all is scanned
+//	detect        path, query, headers
+//	discover      the target's manifest and proofs, capped, with its reputation
+//	policy        the same rules as ingress, evaluating the target (403)
+//	override      warnings (449) unless overridden
+//	sign          RFC 9421 as this agent, with its attestation (500)
+//	record        the request is on disk before it leaves (500)
+//	forward       the target's answer, recorded before it is relayed (502, 504)
+func EgressChecks(c EgressConfig) []Check {
+	return []Check{
+		Headers{NewTraceID: c.NewTraceID},
+		c.Route,
+		ReadBody{MaxBytes: c.MaxBodyBytes},
+		c.Parse,
+		Detect{},
+		c.Discover,
+		Decide{Engine: c.Engine, Direction: policy.Egress},
+		c.Override,
+		c.Sign,
+		RecordRequest{},
+		c.Forward,
+	}
+}

@@ -37,6 +37,10 @@ type Parse struct {
 	MaxRecordPayload int
 	// RedactForwarded forwards the scrubbed body instead of the original.
 	RedactForwarded bool
+	// AllowText lets a body that is not JSON go on (egress: an agent may
+	// call others with any body): its text, form-decoded for a form, is
+	// scanned and recorded scrubbed. An empty body is then no body.
+	AllowText bool
 }
 
 // Name returns "parse".
@@ -44,14 +48,21 @@ func (Parse) Name() string { return "parse" }
 
 // Run parses x.Body.
 func (p Parse) Run(_ context.Context, x *Exchange) *Refusal {
+	if p.AllowText && len(x.Body) == 0 {
+		return nil
+	}
 	bp := scrubPool.Get().(*[]byte)
 	parsed, err := parseJSON((*bp)[:0], x.Body, p.MaxDepth, p.Value)
 	if err != nil {
 		*bp = (*bp)[:0]
 		scrubPool.Put(bp)
-		x.Payload = TextPayload(x.Body, isForm(x.ContentType), p.MaxRecordPayload)
-		r := Refuse(http.StatusBadRequest, BadBody, "Invalid JSON payload: "+err.Error())
-		return r
+		form := isForm(x.ContentType)
+		x.Payload = TextPayload(x.Body, form, p.MaxRecordPayload)
+		if p.AllowText {
+			x.found(scanText(x.Body, form), "body")
+			return nil
+		}
+		return Refuse(http.StatusBadRequest, BadBody, "Invalid JSON payload: "+err.Error())
 	}
 	x.scrub = parsed.Scrubbed
 	x.Payload = BoundedJSON(parsed.Scrubbed, p.MaxRecordPayload)
@@ -249,4 +260,16 @@ func AnswerPayload(body []byte, contentType string, whole bool, limit, maxDepth 
 func ScrubbedText(t string) string {
 	b, _ := detect.ScrubText(nil, []byte(t))
 	return clip(string(b))
+}
+
+// scanText scans a body that is not JSON: as sent, and form-decoded when
+// it is a form, so that percent-encoded digits are seen.
+func scanText(body []byte, form bool) detect.Set {
+	found := detect.ScanText(body)
+	if form {
+		if dec, err := url.QueryUnescape(string(body)); err == nil {
+			found |= detect.ScanText(bytesOf(dec))
+		}
+	}
+	return found
 }

@@ -207,6 +207,8 @@ type details struct {
 	Path        string   `json:"path,omitempty"`
 	Query       string   `json:"query,omitempty"`
 	Target      string   `json:"target,omitempty"`
+	Origin      string   `json:"origin,omitempty"`
+	Proven      string   `json:"proven,omitempty"`
 	TrustScore  *int     `json:"trust_score,omitempty"`
 	Quarantined bool     `json:"quarantined,omitempty"`
 	Overridden  bool     `json:"user_override,omitempty"`
@@ -224,6 +226,7 @@ func requestDetails(x *Exchange, outcome Reason) json.RawMessage {
 	if x.Kind != Ingress {
 		d.Kind = x.Kind.String()
 		d.Target = x.TargetID
+		d.Origin, d.Proven = x.Origin, x.Proven
 	}
 	if x.Target.Manifest != nil {
 		s := x.Decision.TrustScore

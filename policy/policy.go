@@ -173,8 +173,30 @@ type Input struct {
 	Caller    Caller
 	Target    Target
 	Request   Request
-	// Sensitive is the set of kinds the detector found in the body.
+	// Sensitive is the set of kinds the detector found in the request.
 	Sensitive detect.Set
+	// Require adds requirements of this request to the engine's own (at
+	// egress, those configured for the target or the path).
+	Require Requirements
+}
+
+// Requirements are scopes and capabilities a target must have.
+type Requirements struct {
+	// Scopes must all be in the target's manifest (missing_scope).
+	Scopes []string `yaml:"required_scopes" json:"required_scopes,omitempty"`
+	// Capabilities must all hold for the target (missing_capability); see
+	// Capabilities for the names.
+	Capabilities []string `yaml:"required_capabilities" json:"required_capabilities,omitempty"`
+}
+
+// Check reports the first capability name that is not one of Capabilities.
+func (r Requirements) Check() error {
+	for _, c := range r.Capabilities {
+		if !slices.Contains(Capabilities, c) {
+			return fmt.Errorf("required_capabilities: %q is not a capability (one of %s)", c, strings.Join(Capabilities, ", "))
+		}
+	}
+	return nil
 }
 
 // Decision is the engine's verdict on one request.
@@ -332,9 +354,11 @@ func (e *Engine) blockRule(in *Input) (rule, message string) {
 	}
 	if !e.disabled[RuleMissingScope] {
 		var missing []string
-		for _, s := range e.scopes {
-			if !slices.Contains(m.Scopes, s) {
-				missing = append(missing, s)
+		for _, list := range [2][]string{e.scopes, in.Require.Scopes} {
+			for _, s := range list {
+				if !slices.Contains(m.Scopes, s) && !slices.Contains(missing, s) {
+					missing = append(missing, s)
+				}
 			}
 		}
 		if len(missing) > 0 {
@@ -343,9 +367,11 @@ func (e *Engine) blockRule(in *Input) (rule, message string) {
 	}
 	if !e.disabled[RuleMissingCapability] {
 		var missing []string
-		for _, c := range e.capabilities {
-			if !hasCapability(m, c) {
-				missing = append(missing, c)
+		for _, list := range [2][]string{e.capabilities, in.Require.Capabilities} {
+			for _, c := range list {
+				if !hasCapability(m, c) && !slices.Contains(missing, c) {
+					missing = append(missing, c)
+				}
 			}
 		}
 		if len(missing) > 0 {

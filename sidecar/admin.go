@@ -73,10 +73,30 @@ func requestTraceID(r *http.Request) string {
 	return pipeline.NewTraceID()
 }
 
+// serveManifest serves the manifest document with an ETag, so that callers'
+// sidecars revalidate it cheaply (304), and a max-age of ManifestMaxAge.
 func (s *Sidecar) serveManifest(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set(wire.TraceID, requestTraceID(r))
+	h := w.Header()
+	h.Set(wire.TraceID, requestTraceID(r))
+	h.Set("ETag", s.manifestETag)
+	h.Set("Cache-Control", "max-age="+strconv.Itoa(int(s.cfg.ManifestMaxAge/time.Second)))
+	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatch(inm, s.manifestETag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Type", "application/json")
 	_, _ = w.Write(s.manifestDoc)
+}
+
+// etagMatch reports whether an If-None-Match value lists etag (or is *).
+func etagMatch(inm, etag string) bool {
+	for tag := range strings.SplitSeq(inm, ",") {
+		tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
+		if tag == etag || tag == "*" {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Sidecar) serveAttestation(w http.ResponseWriter, r *http.Request) {
@@ -117,12 +137,12 @@ func (s *Sidecar) serveReadyz(w http.ResponseWriter, r *http.Request) {
 // authorizeAdmin checks the admin bearer token. Without a configured token
 // nothing is authorised.
 func (s *Sidecar) authorizeAdmin(r *http.Request) *pipeline.Refusal {
-	if !s.admin.set {
+	if !s.admin.IsSet() {
 		return errorf(http.StatusUnauthorized, "admin endpoints are disabled: set IATP_ADMIN_TOKEN (at least 16 characters) on the sidecar")
 	}
 	auth := r.Header.Get("Authorization")
 	token, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || !s.admin.matches(token) {
+	if !ok || !s.admin.Matches(token) {
 		return errorf(http.StatusUnauthorized, "missing or wrong admin credential: send Authorization: Bearer <admin token>")
 	}
 	return nil

@@ -23,7 +23,7 @@ const bufferLimit = 64 << 10
 const maxInterim = 16
 
 // errCanceled is the cause of a call cut short because its caller went away.
-var errCanceled = errors.New("the caller went away; the agent call was cancelled")
+var errCanceled = pipeline.ErrCanceled
 
 // upstream is an HTTP/1.1 client of one host: fasthttp's HostClient keeps
 // the pool of keep-alive connections (dialing, limits, idle clean-up), and

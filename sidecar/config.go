@@ -31,6 +31,7 @@ const (
 	DefaultMaxConnsPerAgent  = 512
 	DefaultStreamTimeout     = 10 * time.Minute
 	DefaultMaxAttestationAge = 24 * time.Hour
+	DefaultManifestMaxAge    = 5 * time.Minute
 )
 
 // Config configures a Sidecar. Zero values select the defaults named beside
@@ -43,6 +44,12 @@ type Config struct {
 	Manifest *manifest.Manifest
 	// Listen is the address Run listens on; "" means DefaultListen.
 	Listen string
+	// EgressListen is the address of the egress proxy (an HTTP forward
+	// proxy the agent uses to call other agents, PROTOCOL §0); "" turns
+	// egress off. The CLI defaults it to DefaultEgressListen.
+	EgressListen string
+	// Egress configures the egress proxy.
+	Egress EgressConfig
 	// DataDir holds the sidecar's state: the flight recorder in
 	// DataDir/recorder. Required.
 	DataDir string
@@ -123,6 +130,10 @@ type Config struct {
 	// front of it changes the scheme or Host: request signatures cover the
 	// URI the caller used. Empty means the scheme and Host of each request.
 	PublicURL string
+	// ManifestMaxAge is the Cache-Control max-age of the served manifest:
+	// how long callers' sidecars use it before they revalidate it (with its
+	// ETag). 0 means DefaultManifestMaxAge.
+	ManifestMaxAge time.Duration
 	// PublicTraces serves /trace and /quarantine without the admin token,
 	// as the Python package does. They hold scrubbed request payloads.
 	PublicTraces bool
@@ -173,6 +184,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	def(&cfg.ShutdownTimeout, DefaultShutdownTimeout, "shutdown timeout")
 	def(&cfg.StreamTimeout, DefaultStreamTimeout, "stream timeout")
 	def(&cfg.MaxAttestationAge, DefaultMaxAttestationAge, "max attestation age")
+	def(&cfg.ManifestMaxAge, DefaultManifestMaxAge, "manifest max age")
 	if cfg.MaxClockSkew < 0 {
 		bad("max clock skew must not be negative, got %s", cfg.MaxClockSkew)
 	}

@@ -23,11 +23,11 @@ import (
 // process. Tests assert it stays 0 for every input they know.
 var panics atomic.Int64
 
-// fastServer builds the fasthttp server Serve runs: POST /proxy through the
-// pipeline, every other endpoint through the net/http mux.
-func (s *Sidecar) fastServer() *fasthttp.Server {
+// fastServer builds a fasthttp server with the sidecar's limits around
+// handler: serveFast (the ingress) or serveEgress.
+func (s *Sidecar) fastServer(handler fasthttp.RequestHandler) *fasthttp.Server {
 	return &fasthttp.Server{
-		Handler:      s.serveFast,
+		Handler:      handler,
 		ErrorHandler: s.fastError,
 		// The header timeout: fasthttp's ReadTimeout covers reading the
 		// request headers; once they are in, HeaderReceived allows the

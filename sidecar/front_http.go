@@ -46,19 +46,7 @@ func (s *Sidecar) decodeHTTP(r *http.Request, path string, x *pipeline.Exchange)
 	x.RawQuery = r.URL.RawQuery
 	x.Header = httpFields(r.Header, 0)
 	x.ContentType = r.Header.Get("Content-Type")
-	if r.ContentLength > s.cfg.MaxBodyBytes {
-		x.BodyErr = pipeline.ErrBodyTooLarge
-	} else {
-		body, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxBodyBytes+1))
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe), err == nil && int64(len(body)) > s.cfg.MaxBodyBytes:
-			x.BodyErr = pipeline.ErrBodyTooLarge
-		case err != nil:
-			x.BodyErr = err
-		}
-		x.Body = body
-	}
+	readHTTPBody(r, s.cfg.MaxBodyBytes, x)
 	x.Trailer = httpFields(r.Trailer, 0)
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		x.Peer = host
@@ -74,6 +62,23 @@ func (s *Sidecar) decodeHTTP(r *http.Request, path string, x *pipeline.Exchange)
 		}
 		x.TargetURI = scheme + r.Host + r.URL.RequestURI()
 	}
+}
+
+// readHTTPBody reads r's body into x, up to limit bytes.
+func readHTTPBody(r *http.Request, limit int64, x *pipeline.Exchange) {
+	if r.ContentLength > limit {
+		x.BodyErr = pipeline.ErrBodyTooLarge
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe), err == nil && int64(len(body)) > limit:
+		x.BodyErr = pipeline.ErrBodyTooLarge
+	case err != nil:
+		x.BodyErr = err
+	}
+	x.Body = body
 }
 
 // httpFields lists a net/http header's lines.

@@ -97,6 +97,8 @@ type harness struct {
 	logs  *syncBuffer
 	dir   string
 	front front
+	// egressURL is the egress proxy, when the config sets EgressListen.
+	egressURL string
 }
 
 type syncBuffer struct {
@@ -191,9 +193,16 @@ func start(t *testing.T, manifestFile string, edit func(*Config)) *harness {
 			t.Fatal(err)
 		}
 		h.url = "http://" + ln.Addr().String()
+		var eln net.Listener
+		if cfg.EgressListen != "" {
+			if eln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+				t.Fatal(err)
+			}
+			h.egressURL = "http://" + eln.Addr().String()
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- sc.Serve(ctx, ln) }()
+		go func() { done <- sc.ServeAll(ctx, ln, eln) }()
 		t.Cleanup(func() {
 			cancel()
 			if err := <-done; err != nil {
@@ -203,7 +212,12 @@ func start(t *testing.T, manifestFile string, edit func(*Config)) *harness {
 	case httpFront:
 		srv := httptest.NewServer(sc.Handler())
 		h.url = srv.URL
+		esrv := httptest.NewServer(sc.EgressHandler())
+		if cfg.EgressListen != "" {
+			h.egressURL = esrv.URL
+		}
 		t.Cleanup(func() {
+			esrv.Close()
 			srv.Close()
 			if err := sc.Close(); err != nil {
 				t.Errorf("Close: %v", err)

@@ -7,7 +7,6 @@ import (
 	"iter"
 	"log/slog"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -100,7 +99,7 @@ func (a agentSender) Send(ctx context.Context, x *pipeline.Exchange) (*pipeline.
 	latency := time.Since(start)
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
-		return nil, s.agentFailed(x, err, latency, timeout)
+		return nil, s.agentFailed(x, err, timeout, s.slaNote(timeout))
 	}
 	s.metrics.latency.Observe(latency.Seconds())
 	ans := &pipeline.Answer{Status: resp.StatusCode(), Header: responseFields(&resp.Header), Latency: latency,
@@ -116,30 +115,16 @@ func (a agentSender) Send(ctx context.Context, x *pipeline.Exchange) (*pipeline.
 	return ans, nil
 }
 
-// agentFailed builds the refusal of a failed exchange with the agent: 504
-// when it was slower than allowed, 502 otherwise, both with the recovery
-// the caller may attempt; or the record of a call its caller gave up.
-func (s *Sidecar) agentFailed(x *pipeline.Exchange, err error, latency, timeout time.Duration) *pipeline.Refusal {
-	if errors.Is(err, errCanceled) {
-		return &pipeline.Refusal{Status: pipeline.StatusCanceled, Reason: pipeline.Canceled, Msg: errCanceled.Error(),
-			Decision: x.Decision.Outcome.String()}
-	}
+// agentFailed builds the refusal of a failed exchange with an upstream.
+func (s *Sidecar) agentFailed(x *pipeline.Exchange, err error, timeout time.Duration, note string) *pipeline.Refusal {
 	var ne net.Error
-	timedOut := errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &ne) && ne.Timeout())
-	// The error may quote the agent's answer; only its scrubbed, bounded
-	// description is kept, sent, logged or recorded.
-	described := describeAgentError(err)
-	r := &pipeline.Refusal{Status: http.StatusBadGateway, Reason: pipeline.Upstream, Msg: "Backend agent error: " + described,
-		Cause: errors.New(described), Decision: x.Decision.Outcome.String()}
-	kind := reputation.TypeError
-	if timedOut {
-		r.Status, r.Reason, kind = http.StatusGatewayTimeout, pipeline.UpstreamTimeout, reputation.TypeTimeout
-		r.Msg = "Backend agent timeout: no answer within " + timeout.String() + s.slaNote(timeout)
-	}
-	rec := s.recovery(kind)
-	r.Fields = map[string]any{"recovery": rec}
-	r.Details, _ = pipeline.EncodeJSON(map[string]any{"error": described, "timeout_ms": timeout.Milliseconds(), "recovery": rec})
-	return r
+	return pipeline.UpstreamRefusal(x, pipeline.Failure{
+		Canceled:  errors.Is(err, errCanceled),
+		TimedOut:  errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &ne) && ne.Timeout()),
+		Described: describeAgentError(err),
+		Timeout:   timeout,
+		Note:      note,
+	})
 }
 
 func (s *Sidecar) slaNote(timeout time.Duration) string {
@@ -162,32 +147,6 @@ func describeAgentError(err error) string {
 	}
 	// The error may quote the agent's malformed answer: scrub and bound it.
 	return pipeline.ScrubbedText(err.Error())
-}
-
-// recoveryAdvice is the "recovery" member of 502 and 504 answers.
-type recoveryAdvice struct {
-	Strategy  string `json:"strategy"` // retry | give_up
-	Reason    string `json:"reason"`
-	Message   string `json:"message"`
-	BackoffMs int    `json:"backoff_ms,omitempty"`
-}
-
-// recovery says what the caller may do after a failed exchange: retry when
-// the agent is idempotent (a repeat is harmless) or reversible (a repeat can
-// be undone), give up otherwise.
-func (s *Sidecar) recovery(failure string) recoveryAdvice {
-	m := s.cfg.Manifest
-	id := m.AgentID()
-	switch {
-	case m.Capabilities.Idempotency:
-		return recoveryAdvice{Strategy: "retry", Reason: failure, BackoffMs: 1000,
-			Message: "agent '" + id + "' is idempotent: retrying with the same X-Agent-Trace-ID is safe; back off before retrying"}
-	case m.Reversibility.Level.Reversible():
-		return recoveryAdvice{Strategy: "retry", Reason: failure, BackoffMs: 1000,
-			Message: "agent '" + id + "' is not idempotent but supports " + string(m.Reversibility.Level) + " reversal: a retry may repeat the action, which can then be undone"}
-	}
-	return recoveryAdvice{Strategy: "give_up", Reason: failure,
-		Message: "agent '" + id + "' is neither idempotent nor reversible: the request may have been carried out, and a retry could repeat it for good; check with the agent's operator before retrying"}
 }
 
 // responseFields copies the answer's header lines into one string.

@@ -20,7 +20,8 @@ type metrics struct {
 	latency   prometheus.Histogram   // agent latency to response headers
 	recorded  prometheus.Counter     // recorder failures
 	stage     *prometheus.HistogramVec
-	stageObs  []prometheus.Observer // resolved once, in the pipeline's order
+	egress    *prometheus.CounterVec // egress calls by answer class or failure
+	stageObs  []prometheus.Observer  // resolved once, in the pipeline's order
 
 	// Resolved once: WithLabelValues hashes its labels on every call.
 	answers  [6]prometheus.Counter // by status/100; 0 for anything outside 1xx–5xx
@@ -62,6 +63,8 @@ func newMetrics(agentID string) *metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
 		recorded: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "iatp", Name: "recorder_failures_total",
 			Help: "Records the flight recorder could not write.", ConstLabels: labels}),
+		egress: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "iatp", Name: "egress_calls_total",
+			Help: "Calls of this agent to others through the egress proxy, by answer class (2xx…) or failure.", ConstLabels: labels}, []string{"result"}),
 		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "iatp", Name: "stage_seconds",
 			Help: "Time spent in each check of the request pipeline (forward includes the agent's answer).", ConstLabels: labels,
 			Buckets: []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, .025, .1, 1}}, []string{"stage"}),
@@ -74,7 +77,7 @@ func newMetrics(agentID string) *metrics {
 	for _, o := range []string{"allow", "warn", "block", "override"} {
 		m.outcomes[o] = m.decisions.WithLabelValues(o)
 	}
-	m.reg.MustRegister(m.decisions, m.blocked, m.refused, m.upstream, m.latency, m.recorded, m.stage,
+	m.reg.MustRegister(m.decisions, m.blocked, m.refused, m.upstream, m.latency, m.recorded, m.stage, m.egress,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

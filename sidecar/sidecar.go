@@ -23,9 +23,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/iatp/iatp/client"
 	"github.com/iatp/iatp/identity"
 	"github.com/iatp/iatp/manifest"
 	"github.com/iatp/iatp/pipeline"
@@ -48,17 +50,22 @@ type Sidecar struct {
 	cfg            Config
 	log            *slog.Logger
 	manifestDoc    []byte
+	manifestETag   string
 	attestationDoc []byte
 	engine         *policy.Engine
 	rec            flightRecorder
 	rep            *reputation.Store
 	quarantine     *quarantineStore
 	verifier       *identity.CallerVerifier
-	override       secretToken
-	admin          secretToken
+	override       pipeline.Secret
+	admin          pipeline.Secret
 	metrics        *metrics
 	agent          *upstream
 	ingress        *pipeline.Pipeline
+	egress         *pipeline.Pipeline // nil without EgressListen
+	discoverer     *client.Discoverer
+	upstreams      *lru.Cache[string, *upstream]
+	egressToken    pipeline.Secret
 	adminHandler   http.Handler
 	fastAdmin      fasthttp.RequestHandler
 
@@ -89,11 +96,11 @@ func New(cfg Config) (*Sidecar, error) {
 	if s.rep, err = reputation.NewStore(reputation.Config{Clock: cfg.Clock, NewID: newEventIDs()}); err != nil {
 		return nil, fmt.Errorf("sidecar: %w", err)
 	}
-	if s.override, err = newSecretToken(cfg.OverrideToken); err != nil && cfg.OverrideToken != "" {
+	if s.override, err = pipeline.NewSecret(cfg.OverrideToken); err != nil && cfg.OverrideToken != "" {
 		s.log.Warn("user override disabled: the override token is refused", "reason", err.Error(),
 			"fix", "set IATP_TRUSTED_USER_OVERRIDE_TOKEN to a random secret of at least 16 characters")
 	}
-	if s.admin, err = newSecretToken(cfg.AdminToken); err != nil && cfg.AdminToken != "" {
+	if s.admin, err = pipeline.NewSecret(cfg.AdminToken); err != nil && cfg.AdminToken != "" {
 		s.log.Warn("admin endpoints disabled: the admin token is refused", "reason", err.Error(),
 			"fix", "set IATP_ADMIN_TOKEN to a random secret of at least 16 characters")
 	}
@@ -136,6 +143,12 @@ func New(cfg Config) (*Sidecar, error) {
 	s.rec = log
 	s.ingress = s.newIngress()
 	s.metrics.setStages(s.ingress.Names())
+	if cfg.EgressListen != "" {
+		if err := s.newEgress(); err != nil {
+			log.Close()
+			return nil, err
+		}
+	}
 	for _, p := range m.Warnings() {
 		s.log.Warn("manifest: "+p.String(), "agent_id", m.AgentID())
 	}
@@ -199,6 +212,7 @@ func (s *Sidecar) setIdentity() error {
 	}
 	s.cfg.Manifest = &m
 	s.manifestDoc = doc
+	s.manifestETag = client.ETag(doc)
 	return nil
 }
 
@@ -233,52 +247,82 @@ func (s *Sidecar) Reputation() *reputation.Store { return s.rep }
 // Handler returns the sidecar as an http.Handler.
 func (s *Sidecar) Handler() http.Handler { return s }
 
-// Run listens on Config.Listen and serves until ctx is done, then shuts
-// down gracefully (see Serve).
+// Run listens on Config.Listen (and Config.EgressListen, when set) and
+// serves until ctx is done, then shuts down gracefully (see ServeAll).
 func (s *Sidecar) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("sidecar: listen: %w", err)
 	}
-	return s.Serve(ctx, ln)
+	var eln net.Listener
+	if s.egress != nil {
+		if eln, err = net.Listen("tcp", s.cfg.EgressListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("sidecar: egress listen: %w", err)
+		}
+	}
+	return s.ServeAll(ctx, ln, eln)
 }
 
-// Serve serves on ln until ctx is done. Then it stops accepting, lets
-// in-flight requests finish for at most ShutdownTimeout, flushes and closes
-// the flight recorder, and returns nil.
+// Serve serves the ingress on ln until ctx is done (see ServeAll).
 func (s *Sidecar) Serve(ctx context.Context, ln net.Listener) error {
-	srv := s.fastServer()
-	s.log.Info("iatp sidecar serving",
-		"agent_id", s.cfg.Manifest.AgentID(), "agent_url", s.cfg.AgentURL, "listen", ln.Addr().String(),
-		"trust_score", s.cfg.Manifest.TrustScore(), "user_override", enabled(s.override.set),
-		"admin_endpoints", enabled(s.admin.set), "recorder", s.cfg.Recorder.Dir,
-		"caller_auth", s.callerAuthMode(), "public_url", s.cfg.PublicURL)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	return s.ServeAll(ctx, ln, nil)
+}
+
+// ServeAll serves the ingress on ln and, when egress is configured and eln
+// is not nil, the egress proxy on eln, until ctx is done or a server
+// fails. Then it stops accepting, lets in-flight requests finish for at
+// most ShutdownTimeout, flushes and closes the flight recorder, and
+// returns nil (or the failure).
+func (s *Sidecar) ServeAll(ctx context.Context, ln, eln net.Listener) error {
+	servers := []*fasthttp.Server{s.fastServer(s.serveFast)}
+	listeners := []net.Listener{ln}
+	if eln != nil && s.egress != nil {
+		servers = append(servers, s.fastServer(s.serveEgress))
+		listeners = append(listeners, eln)
+	}
+	attrs := []any{"agent_id", s.cfg.Manifest.AgentID(), "agent_url", s.cfg.AgentURL, "listen", ln.Addr().String(),
+		"trust_score", s.cfg.Manifest.TrustScore(), "user_override", enabled(s.override.IsSet()),
+		"admin_endpoints", enabled(s.admin.IsSet()), "recorder", s.cfg.Recorder.Dir,
+		"caller_auth", s.callerAuthMode(), "public_url", s.cfg.PublicURL}
+	if len(listeners) > 1 {
+		attrs = append(attrs, "egress_listen", eln.Addr().String())
+	}
+	s.log.Info("iatp sidecar serving", attrs...)
+	errc := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { errc <- srv.Serve(listeners[i]) }()
+	}
+	var failed error
+	received := 0
 	select {
-	case err := <-errc:
-		cerr := s.Close()
-		if err != nil {
-			return fmt.Errorf("sidecar: serve: %w", err)
+	case failed = <-errc:
+		received++
+		if failed != nil {
+			failed = fmt.Errorf("sidecar: serve: %w", failed)
 		}
-		return cerr
 	case <-ctx.Done():
 	}
 	s.log.Info("iatp sidecar shutting down", "agent_id", s.cfg.Manifest.AgentID(), "grace", s.cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	serr := srv.ShutdownWithContext(sctx)
-	<-errc
-	if err := s.Close(); err != nil {
-		return err
+	var late bool
+	for _, srv := range servers {
+		if err := srv.ShutdownWithContext(sctx); err != nil && errors.Is(err, context.DeadlineExceeded) {
+			late = true
+		}
 	}
-	if serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
-		return fmt.Errorf("sidecar: shutdown: %w", serr)
+	for ; received < len(servers); received++ {
+		<-errc
 	}
-	if serr != nil {
+	cerr := s.Close()
+	if late {
 		s.log.Warn("shutdown grace period over; connections still open were closed", "grace", s.cfg.ShutdownTimeout.String())
 	}
-	return nil
+	if failed != nil {
+		return failed
+	}
+	return cerr
 }
 
 // Close flushes and closes the flight recorder and the agent connections.
@@ -327,3 +371,7 @@ func newEventIDs() func() string {
 	var n atomic.Uint64
 	return func() string { return prefix + strconv.FormatUint(n.Add(1), 10) }
 }
+
+// GenerateToken returns a random token that passes the strength rules, for
+// demos and first set-up.
+func GenerateToken() string { return pipeline.GenerateToken() }

@@ -20,7 +20,8 @@ var allowed = map[string][]string{
 	"reputation":    {},
 	"policy":        {"manifest", "detect"},
 	"pipeline":      {"manifest", "detect", "policy", "recorder", "identity"},
-	"sidecar":       {"manifest", "detect", "policy", "recorder", "reputation", "identity", "pipeline"},
+	"client":        {"manifest", "policy", "recorder", "identity", "pipeline"},
+	"sidecar":       {"manifest", "detect", "policy", "recorder", "reputation", "identity", "pipeline", "client"},
 }
 
 // TestDependenciesPointOneWay fails when a package imports an iatp package

@@ -1,4 +1,4 @@
-package sidecar
+package pipeline
 
 import (
 	"crypto/rand"
@@ -25,44 +25,44 @@ var weakWords = []string{
 // ErrWeakToken is wrapped by the reason a token is refused.
 var ErrWeakToken = errors.New("weak token")
 
-// secretToken is a human-held secret compared in constant time. Its zero
-// value matches nothing. String never reveals it.
-type secretToken struct {
+// Secret is a human-held secret (an override or admin token) compared in
+// constant time. Its zero value matches nothing. String never reveals it.
+type Secret struct {
 	sum [sha256.Size]byte
 	set bool
 }
 
-// newSecretToken checks t's strength (PROTOCOL §6): at least MinTokenLen
+// NewSecret checks t's strength (PROTOCOL §6): at least MinTokenLen
 // characters once surrounding white space is trimmed, at least 8 distinct
 // characters, and not a well-known word or a repetition of one.
-func newSecretToken(t string) (secretToken, error) {
+func NewSecret(t string) (Secret, error) {
 	t = strings.TrimSpace(t)
 	if t == "" {
-		return secretToken{}, fmt.Errorf("%w: not set", ErrWeakToken)
+		return Secret{}, fmt.Errorf("%w: not set", ErrWeakToken)
 	}
 	if len(t) < MinTokenLen {
-		return secretToken{}, fmt.Errorf("%w: %d characters, at least %d needed", ErrWeakToken, len(t), MinTokenLen)
+		return Secret{}, fmt.Errorf("%w: %d characters, at least %d needed", ErrWeakToken, len(t), MinTokenLen)
 	}
 	distinct := map[rune]bool{}
 	for _, r := range t {
 		distinct[r] = true
 	}
 	if len(distinct) < 8 {
-		return secretToken{}, fmt.Errorf("%w: only %d distinct characters", ErrWeakToken, len(distinct))
+		return Secret{}, fmt.Errorf("%w: only %d distinct characters", ErrWeakToken, len(distinct))
 	}
 	lower := strings.ToLower(t)
 	for _, w := range weakWords {
 		if strings.Repeat(w, len(lower)/len(w)) == lower {
-			return secretToken{}, fmt.Errorf("%w: a well-known word", ErrWeakToken)
+			return Secret{}, fmt.Errorf("%w: a well-known word", ErrWeakToken)
 		}
 	}
-	return secretToken{sum: sha256.Sum256([]byte(t)), set: true}, nil
+	return Secret{sum: sha256.Sum256([]byte(t)), set: true}, nil
 }
 
-// matches compares a presented value with the token in constant time
+// Matches compares a presented value with the token in constant time
 // (hashing both first, so neither length leaks), ignoring surrounding
 // white space. An unset token matches nothing.
-func (s secretToken) matches(presented string) bool {
+func (s Secret) Matches(presented string) bool {
 	if !s.set {
 		return false
 	}
@@ -71,7 +71,7 @@ func (s secretToken) matches(presented string) bool {
 }
 
 // String never prints the token.
-func (s secretToken) String() string {
+func (s Secret) String() string {
 	if s.set {
 		return "[set]"
 	}
@@ -88,8 +88,5 @@ func GenerateToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// IsSet reports whether the token is configured (overrides enabled).
-func (s secretToken) IsSet() bool { return s.set }
-
-// Matches compares a presented value with the token (see matches).
-func (s secretToken) Matches(presented string) bool { return s.matches(presented) }
+// IsSet reports whether the token is configured.
+func (s Secret) IsSet() bool { return s.set }

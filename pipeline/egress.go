@@ -1,0 +1,117 @@
+package pipeline
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/iatp/iatp/identity"
+	"github.com/iatp/iatp/internal/wire"
+	"github.com/iatp/iatp/policy"
+	"github.com/iatp/iatp/recorder"
+)
+
+// EgressRoute is the egress route: the local agent asks for an absolute
+// http:// URL (as an HTTP proxy client does), which becomes x.Upstream
+// and x.Origin; the caller is the sidecar's own agent.
+type EgressRoute struct {
+	// Self is this sidecar's agent, the caller of every egress request.
+	Self policy.Caller
+	// Token, if set, must be presented as Proxy-Authorization: Bearer: only
+	// the local agent may have its requests signed.
+	Token Token
+	// AllowHTTPS accepts https:// targets: in process (the Go client) the
+	// body is seen before TLS; an HTTP proxy sees https only as CONNECT.
+	AllowHTTPS bool
+}
+
+// Name returns "egress_route".
+func (EgressRoute) Name() string { return "egress_route" }
+
+// Run checks the target URL.
+func (e EgressRoute) Run(_ context.Context, x *Exchange) *Refusal {
+	x.Caller = e.Self
+	if e.Token != nil && e.Token.IsSet() {
+		v, ok := strings.CutPrefix(x.Header.Get("Proxy-Authorization"), "Bearer ")
+		if !ok || !e.Token.Matches(v) {
+			r := Refuse(http.StatusProxyAuthRequired, Unauthenticated, "this egress proxy signs requests as its agent: send Proxy-Authorization: Bearer <egress token>")
+			r.Kind, r.Decision = recorder.KindBlocked, "block"
+			return r
+		}
+	}
+	u, err := url.Parse(x.TargetURI)
+	if err != nil || !u.IsAbs() || u.Host == "" {
+		return Refuse(http.StatusBadRequest, Path, "the egress proxy needs an absolute URL (http://agent.example:8001/proxy): point HTTP_PROXY at it, or use the Go client")
+	}
+	if u.Scheme != "http" && (u.Scheme != "https" || !e.AllowHTTPS) {
+		return Refuse(http.StatusBadRequest, Path, "the egress proxy inspects plain http:// calls; "+clip(u.Scheme)+":// targets go through CONNECT, which this sidecar refuses unless egress.allow_connect is set")
+	}
+	if u.User != nil {
+		return Refuse(http.StatusBadRequest, Path, "the target URL must not carry user information")
+	}
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	if reason := wire.CheckSubpath(path); reason != "" {
+		return Refuse(http.StatusBadRequest, Path, strings.Replace(reason, "the path after /proxy", "the target path", 1))
+	}
+	x.Path, x.RawQuery = path, u.RawQuery
+	x.Origin = u.Scheme + "://" + hostPort(u)
+	x.Upstream = x.Origin + path
+	if u.RawQuery != "" {
+		x.Upstream += "?" + u.RawQuery
+	}
+	x.TargetID = x.Origin
+	return nil
+}
+
+// hostPort returns u's host with its port, 80 or 443 by default.
+func hostPort(u *url.URL) string {
+	port := u.Port()
+	switch {
+	case port != "":
+	case u.Scheme == "https":
+		port = "443"
+	default:
+		port = "80"
+	}
+	return net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+// Sign signs the upstream request as this sidecar's agent (PROTOCOL §9):
+// RFC 9421 over @method, @target-uri, content-digest and x-agent-trace-id,
+// with the agent's v2 attestation in X-IATP-Attestation. The lines go to
+// x.Added for the sender.
+type Sign struct {
+	Signer *identity.RequestSigner
+	Clock  func() time.Time
+}
+
+// Name returns "sign".
+func (Sign) Name() string { return "sign" }
+
+// Run signs x.
+func (s Sign) Run(_ context.Context, x *Exchange) *Refusal {
+	if s.Signer == nil {
+		return nil
+	}
+	m := identity.Message{Method: x.Method, TargetURI: x.Upstream, Body: x.Body,
+		Header: func(name string) []string {
+			if strings.EqualFold(name, wire.TraceID) {
+				return []string{x.TraceID}
+			}
+			return x.Header.exact(name)
+		}}
+	h, err := s.Signer.Sign(m)
+	if err != nil {
+		r := Refuse(http.StatusInternalServerError, Internal, "cannot sign the request as this agent")
+		r.Cause = err
+		return r
+	}
+	h.Set(func(name, value string) { x.Added = append(x.Added, Field{name, value}) })
+	return nil
+}

@@ -1,0 +1,249 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/iatp/iatp/client"
+	"github.com/iatp/iatp/identity"
+	"github.com/iatp/iatp/internal/wire"
+	"github.com/iatp/iatp/pipeline"
+	"github.com/iatp/iatp/policy"
+	"github.com/iatp/iatp/recorder"
+)
+
+// Defaults of EgressConfig.
+const (
+	DefaultEgressListen = "127.0.0.1:8002"
+	// maxUpstreams bounds the targets the egress proxy keeps connections to.
+	maxUpstreams = 256
+)
+
+// EgressConfig configures the egress proxy: the handshake a sidecar runs
+// before its agent's calls leave (PROTOCOL §0, §2, §3, §9).
+type EgressConfig struct {
+	// Policy is the egress policy; its built-in rules evaluate the target.
+	// Its zero value applies the built-in rules and warnings.
+	Policy policy.Config
+	// Targets add requirements (scopes, capabilities) per target or path.
+	Targets []client.TargetRule
+	// RequireSignedManifests makes targets without a manifest signature by
+	// a pinned or attested key count as unknown.
+	RequireSignedManifests bool
+	// AllowConnect lets CONNECT (https://) targets through after the
+	// handshake; the body cannot be inspected then. Off by default.
+	AllowConnect bool
+	// ProxyToken, if set, must be sent by the agent as Proxy-Authorization:
+	// Bearer: the proxy signs as this agent, so only it may use the proxy.
+	ProxyToken string
+	// DiscoveryTTL, NegativeTTL, FetchTimeout and MaxTargets tune discovery
+	// (see client.DiscoveryConfig); zero values mean its defaults.
+	DiscoveryTTL time.Duration
+	NegativeTTL  time.Duration
+	FetchTimeout time.Duration
+	MaxTargets   int
+	// Timeout bounds a call up to the target's answer; 0 means AgentTimeout.
+	Timeout time.Duration
+}
+
+// newEgress builds the egress pipeline and its discoverer.
+func (s *Sidecar) newEgress() error {
+	cfg, e := s.cfg, s.cfg.Egress
+	if err := client.CheckRules(e.Targets); err != nil {
+		return fmt.Errorf("sidecar: egress: %w", err)
+	}
+	engine, err := policy.New(e.Policy)
+	if err != nil {
+		return fmt.Errorf("sidecar: egress policy: %w", err)
+	}
+	s.discoverer, err = client.NewDiscoverer(client.DiscoveryConfig{
+		PinnedKeys: cfg.TrustedAgents, ControlPlaneKeys: cfg.ControlPlaneKeys, RequireSigned: e.RequireSignedManifests,
+		TTL: e.DiscoveryTTL, NegativeTTL: e.NegativeTTL, FetchTimeout: e.FetchTimeout, MaxTargets: e.MaxTargets,
+		MaxAttestationAge: cfg.MaxAttestationAge, Clock: cfg.Clock,
+	})
+	if err != nil {
+		return fmt.Errorf("sidecar: egress: %w", err)
+	}
+	if s.upstreams, err = lru.NewWithEvict[string, *upstream](maxUpstreams, func(_ string, u *upstream) {
+		u.hc.CloseIdleConnections()
+	}); err != nil {
+		return fmt.Errorf("sidecar: egress: %w", err)
+	}
+	if s.egressToken, err = pipeline.NewSecret(e.ProxyToken); err != nil && e.ProxyToken != "" {
+		return fmt.Errorf("sidecar: egress.proxy_token: %w", err)
+	}
+	self := policy.Caller{AgentID: cfg.Manifest.AgentID(), Authenticated: !cfg.Key.IsZero(),
+		Attested: s.attestationDoc != nil, TrustLevel: cfg.Manifest.TrustLevel}
+	var signer *identity.RequestSigner
+	if !cfg.Key.IsZero() {
+		signer = &identity.RequestSigner{AgentID: cfg.Manifest.AgentID(), Key: cfg.Key, Attestation: s.attestationDoc, Clock: cfg.Clock}
+	}
+	checks := pipeline.EgressChecks(pipeline.EgressConfig{
+		Route:        pipeline.EgressRoute{Self: self, Token: s.egressToken},
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Parse: pipeline.Parse{MaxDepth: cfg.MaxJSONDepth, Value: engine.NeedsBody(), MaxRecordPayload: cfg.MaxRecordPayload,
+			AllowText: true},
+		Discover: client.DiscoverCheck{Discoverer: s.discoverer, Reputation: s.reputationOf, Rules: e.Targets},
+		Engine:   engine,
+		Override: pipeline.Override{Token: s.override, Clock: cfg.Clock},
+		Sign:     pipeline.Sign{Signer: signer, Clock: cfg.Clock},
+		Forward: pipeline.Forward{Sender: egressSender{s}, MaxRecord: cfg.MaxResponseRecord, MaxJSONDepth: cfg.MaxJSONDepth,
+			Outcome: s.egressOutcome, Clock: cfg.Clock},
+		NewTraceID: pipeline.NewTraceID,
+	})
+	s.egress = pipeline.New(pipeline.Config{
+		Recorder: s.rec, AgentID: cfg.Manifest.AgentID(), Observer: s, Clock: cfg.Clock,
+		OnRecordError: func(r *recorder.Record, err error) {
+			s.metrics.recorded.Inc()
+			s.log.Error("flight recorder: cannot record", "kind", r.Kind, "trace_id", r.TraceID, "err", err)
+		},
+	}, checks...)
+	return nil
+}
+
+// Discoverer returns the egress proxy's discoverer (nil without egress).
+func (s *Sidecar) Discoverer() *client.Discoverer { return s.discoverer }
+
+// egressSender sends allowed calls to their targets.
+type egressSender struct{ s *Sidecar }
+
+// Send sends x to its target, signed (x.Added).
+func (e egressSender) Send(ctx context.Context, x *pipeline.Exchange) (*pipeline.Answer, *pipeline.Refusal) {
+	s := e.s
+	u, err := url.Parse(x.Origin)
+	if err != nil {
+		return nil, pipeline.UpstreamRefusal(x, pipeline.Failure{Described: "bad target origin", Timeout: s.egressTimeout()})
+	}
+	up, ok := s.upstreams.Get(u.Host)
+	if !ok {
+		fresh := newUpstream(u.Host, false, s.cfg.MaxConnsPerAgent)
+		if prev, had, _ := s.upstreams.PeekOrAdd(u.Host, fresh); had {
+			up = prev
+		} else {
+			up = fresh
+		}
+	}
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.Header.SetNoDefaultContentType(true)
+	req.Header.SetMethod(x.Method)
+	req.SetRequestURI(x.Upstream)
+	x.UpstreamHeader(func(name, value string) { req.Header.Add(name, value) })
+	req.Header.Set(wire.TraceID, x.TraceID)
+	for _, f := range x.Added {
+		req.Header.Set(f.Name, f.Value)
+	}
+	req.SetBodyRaw(x.Body)
+	timeout := s.egressTimeout()
+	if strings.Contains(x.Header.Get("Accept"), "text/event-stream") {
+		timeout = s.cfg.StreamTimeout
+	}
+	resp := fasthttp.AcquireResponse()
+	start := time.Now()
+	stream, err := up.roundTrip(ctx, req, resp, start.Add(timeout))
+	latency := time.Since(start)
+	if err != nil {
+		fasthttp.ReleaseResponse(resp)
+		return nil, s.agentFailed(x, err, timeout, "")
+	}
+	ans := &pipeline.Answer{Status: resp.StatusCode(), Header: responseFields(&resp.Header), Latency: latency,
+		Length: -1, Release: func() { fasthttp.ReleaseResponse(resp) }}
+	if stream != nil {
+		ans.Stream = stream
+		if cl := resp.Header.ContentLength(); cl >= 0 {
+			ans.Length = int64(cl)
+		}
+	} else {
+		ans.Body = resp.Body()
+	}
+	return ans, nil
+}
+
+func (s *Sidecar) egressTimeout() time.Duration {
+	if s.cfg.Egress.Timeout > 0 {
+		return s.cfg.Egress.Timeout
+	}
+	return s.cfg.AgentTimeout
+}
+
+// egressOutcome counts the result of a call to another agent.
+func (s *Sidecar) egressOutcome(x *pipeline.Exchange, status int, r *pipeline.Refusal) {
+	switch {
+	case r == nil:
+		s.metrics.egress.WithLabelValues(string(rune('0'+status/100)) + "xx").Inc()
+	default:
+		s.metrics.egress.WithLabelValues(string(r.Reason)).Inc()
+	}
+}
+
+// serveEgress is the egress proxy on fasthttp: an HTTP forward proxy for
+// plain http:// targets.
+func (s *Sidecar) serveEgress(ctx *fasthttp.RequestCtx) {
+	defer s.recoverFast(ctx)
+	x := pipeline.Acquire()
+	req := &ctx.Request
+	x.Kind = pipeline.Egress
+	x.Method = method(req.Header.Method())
+	x.TargetURI = string(req.Header.RequestURI())
+	x.Header = copyFields(req.Header.All())
+	x.Body = req.Body()
+	x.ContentType = string(req.Header.ContentType())
+	x.Peer = ctx.RemoteIP().String()
+	var a *pipeline.Answer
+	if x.Method == http.MethodConnect {
+		a = s.egress.Refuse(context.Background(), x, s.connectRefusal())
+	} else {
+		rctx, stop := watchCaller(ctx)
+		a = s.egress.Serve(rctx, x)
+		stop()
+	}
+	writeFast(ctx, a)
+	pipeline.Finish(x)
+}
+
+// EgressHandler returns the egress proxy as an http.Handler, for those who
+// mount it in a server of their own: the same pipeline as ServeAll's.
+func (s *Sidecar) EgressHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer s.recoverHTTP(w, r)
+		if s.egress == nil {
+			writeError(w, requestTraceID(r), errorf(http.StatusNotFound, "egress is not configured on this sidecar"))
+			return
+		}
+		x := pipeline.Acquire()
+		x.Kind = pipeline.Egress
+		x.Method = r.Method
+		x.TargetURI = r.RequestURI
+		x.Header = httpFields(r.Header, 0)
+		x.ContentType = r.Header.Get("Content-Type")
+		readHTTPBody(r, s.cfg.MaxBodyBytes, x)
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			x.Peer = host
+		}
+		var a *pipeline.Answer
+		if r.Method == http.MethodConnect {
+			a = s.egress.Refuse(r.Context(), x, s.connectRefusal())
+		} else {
+			a = s.egress.Serve(r.Context(), x)
+		}
+		writeAnswer(w, a)
+		pipeline.Finish(x)
+	})
+}
+
+// connectRefusal refuses a CONNECT: an https:// target's body cannot be
+// inspected by a proxy.
+func (s *Sidecar) connectRefusal() *pipeline.Refusal {
+	r := pipeline.Refuse(http.StatusForbidden, pipeline.Blocked,
+		"CONNECT (https://) targets are refused: the sidecar cannot inspect what goes through a TLS tunnel; call http:// targets through the egress proxy (their sidecars speak plain HTTP on a trusted network, or mTLS between sidecars), or use the Go client in process")
+	r.Kind, r.Decision, r.Fields = recorder.KindBlocked, "block", map[string]any{"blocked": true, "blocked_by": "connect"}
+	return r
+}
