@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/iatp/iatp/examples/manifests"
 	"github.com/iatp/iatp/identity"
 	"github.com/iatp/iatp/manifest"
+	"github.com/iatp/iatp/policy"
 	"github.com/iatp/iatp/sidecar"
 )
 
@@ -71,7 +73,10 @@ type demo struct {
 	keep           bool
 	bankURL        string
 	potURL         string
+	impostorURL    string
+	egressURL      string // the booking agent's egress proxy
 	potCalls       atomic.Int64
+	impostorCalls  atomic.Int64
 	overrideToken  string
 	adminToken     string
 	controlPlane   identity.PrivateKey
@@ -142,11 +147,60 @@ func (d *demo) start() error {
 		AgentURL: potAgent, Manifest: demoManifest("untrusted_honeypot.json"), DataDir: filepath.Join(d.tmp, "honeypot-agent"),
 		OverrideToken: d.overrideToken, AdminToken: d.adminToken, Logger: quiet,
 	}
-	if d.bankURL, err = d.serveSidecar(bank); err != nil {
+	if d.bankURL, _, err = d.serveSidecar(bank); err != nil {
 		return fmt.Errorf("bank sidecar: %w", err)
 	}
-	if d.potURL, err = d.serveSidecar(pot); err != nil {
+	if d.potURL, _, err = d.serveSidecar(pot); err != nil {
 		return fmt.Errorf("honeypot sidecar: %w", err)
+	}
+	return d.startCaller(quiet)
+}
+
+// startCaller runs the booking agent's sidecar, with its egress proxy, and
+// an impostor that claims to be a verified partner without any proof.
+func (d *demo) startCaller(quiet *slog.Logger) error {
+	bookingKey, err := identity.GenerateKey(nil)
+	if err != nil {
+		return err
+	}
+	bookingAttest, err := identity.CreateAttestation(d.controlPlane, "demo-control-plane", identity.Claims{
+		AgentID: "booking-agent", CodebaseHash: identity.HashBytes([]byte("booking agent v3")),
+		ConfigHash: identity.HashBytes([]byte("booking config")), VerificationKey: bookingKey.PublicKey(),
+	}, identity.AttestationOptions{TTL: time.Hour})
+	if err != nil {
+		return err
+	}
+	warnBelow := 9
+	booking := sidecar.Config{
+		AgentURL: d.serveAgent(func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"status":"ok"}`)
+		}),
+		Manifest: demoManifest("booking_agent.json"), DataDir: filepath.Join(d.tmp, "booking-agent"),
+		OverrideToken: d.overrideToken, AdminToken: d.adminToken, Logger: quiet,
+		Key: bookingKey, Attestation: bookingAttest,
+		ControlPlaneKeys: map[string]ed25519.PublicKey{"demo-control-plane": d.controlPlane.PublicKey()},
+		EgressListen:     "127.0.0.1:0",
+		// This agent asks a human before it talks to anyone it cannot trust
+		// at 9 or more.
+		Egress: sidecar.EgressConfig{Policy: policy.Config{WarnBelow: &warnBelow}},
+	}
+	if _, d.egressURL, err = d.serveSidecar(booking); err != nil {
+		return fmt.Errorf("booking agent's sidecar: %w", err)
+	}
+	impostor := demoManifest("standard_agent.json")
+	impostor.Identity.AgentID = "impostor-bank"
+	impostor.TrustLevel = manifest.VerifiedPartner
+	d.impostorURL, _, err = d.serveSidecar(sidecar.Config{
+		AgentURL: d.serveAgent(func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+			d.impostorCalls.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"status":"ok"}`)
+		}),
+		Manifest: impostor, DataDir: filepath.Join(d.tmp, "impostor-bank"), Logger: quiet,
+	})
+	if err != nil {
+		return fmt.Errorf("impostor's sidecar: %w", err)
 	}
 	return nil
 }
@@ -178,20 +232,31 @@ func (d *demo) serveAgent(h func(http.ResponseWriter, *http.Request, []byte)) st
 	return "http://" + ln.Addr().String()
 }
 
-func (d *demo) serveSidecar(cfg sidecar.Config) (string, error) {
+// serveSidecar runs a sidecar on loopback and returns its URL and, when
+// cfg sets EgressListen, its egress proxy's URL.
+func (d *demo) serveSidecar(cfg sidecar.Config) (url, egress string, err error) {
 	sc, err := sidecar.New(cfg)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		sc.Close()
-		return "", err
+		return "", "", err
+	}
+	var eln net.Listener
+	if cfg.EgressListen != "" {
+		if eln, err = net.Listen("tcp", cfg.EgressListen); err != nil {
+			ln.Close()
+			sc.Close()
+			return "", "", err
+		}
+		egress = "http://" + eln.Addr().String()
 	}
 	done := make(chan error, 1)
-	go func() { done <- sc.Serve(d.ctx, ln) }()
+	go func() { done <- sc.ServeAll(d.ctx, ln, eln) }()
 	d.done = append(d.done, done)
-	return "http://" + ln.Addr().String(), nil
+	return "http://" + ln.Addr().String(), egress, nil
 }
 
 // stop shuts the sidecars down (flushing their recorders), the agents, and
@@ -239,7 +304,28 @@ func (d *demo) call(method, url, body string, header ...string) *answer {
 }
 
 func (d *demo) send(req *http.Request) *answer {
-	client := &http.Client{Timeout: 10 * time.Second}
+	return d.sendWith(&http.Client{Timeout: 10 * time.Second}, req)
+}
+
+// viaEgress sends a call of the booking agent through its egress proxy, as
+// an agent does that sets HTTP_PROXY.
+func (d *demo) viaEgress(url, body string, header ...string) *answer {
+	req, err := http.NewRequestWithContext(d.ctx, "POST", url, strings.NewReader(body))
+	if err != nil {
+		return &answer{err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	proxy, err := neturl.Parse(d.egressURL)
+	if err != nil {
+		return &answer{err: err}
+	}
+	return d.sendWith(&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxy)}}, req)
+}
+
+func (d *demo) sendWith(client *http.Client, req *http.Request) *answer {
 	resp, err := client.Do(req)
 	if err != nil {
 		return &answer{err: err}

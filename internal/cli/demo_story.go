@@ -22,6 +22,7 @@ func (d *demo) play() int {
 
 	d.discover()
 	d.calls()
+	d.egress()
 	d.traceAndSlash()
 	d.forgeries()
 	return d.failures
@@ -118,6 +119,33 @@ func (d *demo) calls() {
 		expect(d.potCalls.Load() == 1, "the honeypot agent was reached %d times, want 1", d.potCalls.Load()))
 	q := d.call("GET", d.potURL+"/quarantine/demo-override-1", "", "Authorization", "Bearer "+d.adminToken)
 	d.note("X-Agent-Quarantined: %s; quarantine session %s", a.header.Get("X-Agent-Quarantined"), q.str("session_id"))
+}
+
+// egress plays the booking agent calling others through its own sidecar.
+func (d *demo) egress() {
+	fmt.Fprintf(d.out, "\n— Egress: the booking agent calls others through its own sidecar (HTTP_PROXY=%s)\n", d.egressURL)
+	a := d.viaEgress(d.bankURL+"/proxy", `{"task":"pay_invoice","invoice":"INV-2046","amount":42}`, "X-Agent-Trace-ID", "demo-egress-1")
+	tr := d.call("GET", d.bankURL+"/trace/demo-egress-1", "", "Authorization", "Bearer "+d.adminToken)
+	d.check("booking agent → its sidecar → the bank's sidecar → the bank", a, 200,
+		expect(strings.Contains(string(tr.body), `"caller_id":"booking-agent","authenticated":true,"attested":true`),
+			"the bank's record does not name booking-agent as an authenticated, attested caller: %s", clip(string(tr.body), 300)))
+	d.note("the booking agent's sidecar found the bank's manifest, checked its signature and attestation, and signed the call;")
+	d.note("the bank's sidecar verified that signature and recorded booking-agent as authenticated and attested")
+
+	before := d.potCalls.Load()
+	a = d.viaEgress(d.potURL+"/proxy", `{"task":"checkout","card":"`+demoCard+`"}`, "X-User-Override", d.overrideToken)
+	d.check("a card number for the honeypot is stopped by the caller's own sidecar", a, 403,
+		expect(a.str("blocked_by") == "credit_card_permanent", "blocked_by %q", a.str("blocked_by")),
+		expect(d.potCalls.Load() == before, "the honeypot was reached"))
+	d.note("no byte left the booking agent: %s", a.str("error"))
+
+	a = d.viaEgress(d.impostorURL+"/proxy", `{"task":"pay_invoice","amount":10}`)
+	target, _ := a.json["target"].(map[string]any)
+	d.check("an impostor claiming verified_partner without proof is scored as standard and warned about", a, 449,
+		expect(strings.Contains(a.str("warning"), "Low trust score (8/10) for agent 'impostor-bank'"), "warning %q", a.str("warning")),
+		expect(d.impostorCalls.Load() == 0, "the impostor was reached"))
+	d.note("it claims verified_partner (10/10), but what it proved is %q: no signature, no attestation; so it counts as standard: 8/10,", target["proven"])
+	d.note("below the 9 this agent asks for without a human's override")
 }
 
 // traceAndSlash shows the flight recorder and reputation.
