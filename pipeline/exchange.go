@@ -202,6 +202,9 @@ type Answer struct {
 	Stream StreamBody
 	// Length is Stream's length, -1 when unknown.
 	Length int64
+	// Tunnel, when set, is a connection to splice with the caller's once
+	// the answer (a 200 to a CONNECT) is written; the front closes it.
+	Tunnel io.ReadWriteCloser
 	// Latency is the agent's time to its answer's headers.
 	Latency time.Duration
 	// Release, if not nil, frees what Body or Stream borrow (a pooled

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -52,6 +53,9 @@ type EgressConfig struct {
 	MaxTargets   int
 	// Timeout bounds a call up to the target's answer; 0 means AgentTimeout.
 	Timeout time.Duration
+	// DiscoveryClient, if set, fetches targets' manifests (for https://
+	// targets behind a private CA, say); nil means client's default.
+	DiscoveryClient *http.Client
 }
 
 // newEgress builds the egress pipeline and its discoverer.
@@ -67,7 +71,7 @@ func (s *Sidecar) newEgress() error {
 	s.discoverer, err = client.NewDiscoverer(client.DiscoveryConfig{
 		PinnedKeys: cfg.TrustedAgents, ControlPlaneKeys: cfg.ControlPlaneKeys, RequireSigned: e.RequireSignedManifests,
 		TTL: e.DiscoveryTTL, NegativeTTL: e.NegativeTTL, FetchTimeout: e.FetchTimeout, MaxTargets: e.MaxTargets,
-		MaxAttestationAge: cfg.MaxAttestationAge, Clock: cfg.Clock,
+		MaxAttestationAge: cfg.MaxAttestationAge, HTTPClient: e.DiscoveryClient, Clock: cfg.Clock,
 	})
 	if err != nil {
 		return fmt.Errorf("sidecar: egress: %w", err)
@@ -86,7 +90,7 @@ func (s *Sidecar) newEgress() error {
 	if !cfg.Key.IsZero() {
 		signer = &identity.RequestSigner{AgentID: cfg.Manifest.AgentID(), Key: cfg.Key, Attestation: s.attestationDoc, Clock: cfg.Clock}
 	}
-	checks := pipeline.EgressChecks(pipeline.EgressConfig{
+	ec := pipeline.EgressConfig{
 		Route:        pipeline.EgressRoute{Self: self, Token: s.egressToken},
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Parse: pipeline.Parse{MaxDepth: cfg.MaxJSONDepth, Value: engine.NeedsBody(), MaxRecordPayload: cfg.MaxRecordPayload,
@@ -98,14 +102,18 @@ func (s *Sidecar) newEgress() error {
 		Forward: pipeline.Forward{Sender: egressSender{s}, MaxRecord: cfg.MaxResponseRecord, MaxJSONDepth: cfg.MaxJSONDepth,
 			Outcome: s.egressOutcome, Clock: cfg.Clock},
 		NewTraceID: pipeline.NewTraceID,
-	})
-	s.egress = pipeline.New(pipeline.Config{
+	}
+	pc := pipeline.Config{
 		Recorder: s.rec, AgentID: cfg.Manifest.AgentID(), Observer: s, Clock: cfg.Clock,
 		OnRecordError: func(r *recorder.Record, err error) {
 			s.metrics.recorded.Inc()
 			s.log.Error("flight recorder: cannot record", "kind", r.Kind, "trace_id", r.TraceID, "err", err)
 		},
-	}, checks...)
+	}
+	s.egress = pipeline.New(pc, pipeline.EgressChecks(ec)...)
+	if e.AllowConnect {
+		s.connect = pipeline.New(pc, pipeline.ConnectChecks(ec, pipeline.Tunnel{DialTimeout: 10 * time.Second})...)
+	}
 	return nil
 }
 
@@ -198,15 +206,39 @@ func (s *Sidecar) serveEgress(ctx *fasthttp.RequestCtx) {
 	x.ContentType = string(req.Header.ContentType())
 	x.Peer = ctx.RemoteIP().String()
 	var a *pipeline.Answer
-	if x.Method == http.MethodConnect {
-		a = s.egress.Refuse(context.Background(), x, s.connectRefusal())
-	} else {
+	switch {
+	case x.Method != http.MethodConnect:
 		rctx, stop := watchCaller(ctx)
 		a = s.egress.Serve(rctx, x)
 		stop()
+	case s.connect == nil:
+		a = s.egress.Refuse(context.Background(), x, s.connectRefusal())
+	default:
+		a = s.connect.Serve(context.Background(), x)
+		if t := a.Tunnel; t != nil {
+			a.Tunnel = nil
+			ctx.Hijack(func(c net.Conn) { s.splice(c, t) })
+		}
 	}
 	writeFast(ctx, a)
 	pipeline.Finish(x)
+}
+
+// splice relays bytes both ways between a caller and a tunnel's target
+// until either side closes, for at most StreamTimeout.
+func (s *Sidecar) splice(caller net.Conn, target io.ReadWriteCloser) {
+	deadline := time.Now().Add(s.cfg.StreamTimeout)
+	_ = caller.SetDeadline(deadline)
+	if c, ok := target.(net.Conn); ok {
+		_ = c.SetDeadline(deadline)
+	}
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(target, caller); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(caller, target); done <- struct{}{} }()
+	<-done
+	caller.Close()
+	target.Close()
+	<-done
 }
 
 // EgressHandler returns the egress proxy as an http.Handler, for those who
@@ -229,18 +261,47 @@ func (s *Sidecar) EgressHandler() http.Handler {
 			x.Peer = host
 		}
 		var a *pipeline.Answer
-		if r.Method == http.MethodConnect {
-			a = s.egress.Refuse(r.Context(), x, s.connectRefusal())
-		} else {
+		switch {
+		case r.Method != http.MethodConnect:
 			a = s.egress.Serve(r.Context(), x)
+		case s.connect == nil:
+			a = s.egress.Refuse(r.Context(), x, s.connectRefusal())
+		default:
+			x.TargetURI = r.Host // CONNECT host:port
+			a = s.connect.Serve(r.Context(), x)
+			if t := a.Tunnel; t != nil {
+				a.Tunnel = nil
+				hj, ok := w.(http.Hijacker)
+				if !ok {
+					t.Close()
+					writeAnswer(w, errorf(http.StatusInternalServerError, "this server cannot hijack connections for CONNECT").Answer(x.TraceID))
+					pipeline.Finish(x)
+					return
+				}
+				conn, buf, err := hj.Hijack()
+				if err != nil {
+					t.Close()
+					pipeline.Finish(x)
+					return
+				}
+				_, _ = buf.WriteString("HTTP/1.1 200 Connection established\r\n")
+				for _, f := range a.Header {
+					_, _ = buf.WriteString(f.Name + ": " + f.Value + "\r\n")
+				}
+				_, _ = buf.WriteString("\r\n")
+				_ = buf.Flush()
+				pipeline.Finish(x)
+				s.splice(conn, t)
+				return
+			}
 		}
 		writeAnswer(w, a)
 		pipeline.Finish(x)
 	})
 }
 
-// connectRefusal refuses a CONNECT: an https:// target's body cannot be
-// inspected by a proxy.
+// connectRefusal refuses a CONNECT (unless egress.allow_connect): an
+// https:// target's body cannot be inspected by a proxy.
 func (s *Sidecar) connectRefusal() *pipeline.Refusal {
 	r := pipeline.Refuse(http.StatusForbidden, pipeline.Blocked,
 		"CONNECT (https://) targets are refused: the sidecar cannot inspect what goes through a TLS tunnel; call http:// targets through the egress proxy (their sidecars speak plain HTTP on a trusted network, or mTLS between sidecars), or use the Go client in process")

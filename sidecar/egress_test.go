@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net"
@@ -345,6 +347,49 @@ func TestEgressRefusesConnect(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != 403 || !strings.Contains(string(body), "CONNECT") {
 			t.Fatalf("CONNECT: %d %s", resp.StatusCode, body)
+		}
+	})
+}
+
+func TestEgressConnectWhenAllowed(t *testing.T) {
+	eachFront(t, func(t *testing.T) {
+		pool := x509.NewCertPool() // filled once the TLS servers run
+		trust := &tls.Config{RootCAs: pool}
+		m := newMesh(t, "secure_bank.json", func(c *Config) {
+			c.Egress.AllowConnect = true
+			c.Egress.DiscoveryClient = &http.Client{Transport: &http.Transport{TLSClientConfig: trust}}
+		}, nil)
+		tlsB := httptest.NewTLSServer(m.b.sc.Handler())
+		defer tlsB.Close()
+		pot := start(t, "untrusted_honeypot.json", nil)
+		tlsPot := httptest.NewTLSServer(pot.sc.Handler())
+		defer tlsPot.Close()
+		pool.AddCert(tlsB.Certificate())
+		proxy, _ := url.Parse(m.a.egressURL)
+		agent := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxy), TLSClientConfig: trust,
+			ProxyConnectHeader: http.Header{wire.TraceID: {"tunnel-1"}}}}
+
+		resp, err := agent.Post(tlsB.URL+"/proxy", "application/json", strings.NewReader(`{"task":"x"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), `"ok":true`) {
+			t.Fatalf("through the tunnel: %d %s", resp.StatusCode, body)
+		}
+		recs, err := m.a.sc.rec.Trace(t.Context(), "tunnel-1", 10)
+		if err != nil || len(recs) == 0 || !strings.Contains(strings.Join(recs[0].Reasons, " "), "not inspected") {
+			t.Fatalf("A's record of the tunnel: %+v %v", recs, err)
+		}
+		// The handshake still applies: the honeypot is warned about, and
+		// no tunnel is opened.
+		_, err = agent.Post(tlsPot.URL+"/proxy", "application/json", strings.NewReader(`{}`))
+		if err == nil {
+			t.Fatal("CONNECT to the honeypot went through")
+		}
+		if n := len(pot.agent.received()); n != 0 {
+			t.Errorf("the honeypot was reached %d times", n)
 		}
 	})
 }

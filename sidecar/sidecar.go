@@ -63,6 +63,7 @@ type Sidecar struct {
 	agent          *upstream
 	ingress        *pipeline.Pipeline
 	egress         *pipeline.Pipeline // nil without EgressListen
+	connect        *pipeline.Pipeline // nil unless Egress.AllowConnect
 	discoverer     *client.Discoverer
 	upstreams      *lru.Cache[string, *upstream]
 	egressToken    pipeline.Secret
