@@ -171,6 +171,8 @@ type Exchange struct {
 
 	// Answer is the answer to relay, set by the terminal check.
 	Answer *Answer
+	// OTelTraceID is the W3C trace id of the exchange's span, when traced.
+	OTelTraceID string
 	// Stages holds how long each check took, in the pipeline's order.
 	Stages []time.Duration
 	// Outcome names how the exchange ended, for logs and metrics: the
@@ -261,6 +263,9 @@ next:
 		}
 		if x.Kind == Egress && (wire.Same(n, wire.Signature) || wire.Same(n, wire.SignatureInput) || wire.Same(n, wire.ContentDigest)) {
 			continue
+		}
+		if (wire.Same(n, wire.Traceparent) || wire.Same(n, wire.Tracestate)) && x.Added.Has(wire.Traceparent) {
+			continue // the sidecar's own span is the parent now
 		}
 		for _, c := range conn {
 			if wire.Same(n, c) {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/iatp/iatp/internal/wire"
 	"github.com/iatp/iatp/recorder"
 )
@@ -42,6 +44,11 @@ type Config struct {
 	// OnRecordError is called when a record cannot be written; nil ignores
 	// it (the refusal or answer goes out all the same).
 	OnRecordError func(r *recorder.Record, err error)
+	// Tracer, if not nil, traces each exchange: a server span (a child of
+	// the caller's traceparent) with one span per phase, and the forward
+	// span passed on in the upstream request's traceparent. Nil costs
+	// nothing.
+	Tracer trace.Tracer
 }
 
 // Pipeline runs an ordered list of checks over exchanges. It is safe for
@@ -103,23 +110,41 @@ func (p *Pipeline) Serve(ctx context.Context, x *Exchange) (a *Answer) {
 	}
 	x.Stages = x.Stages[:len(p.checks)]
 	clear(x.Stages)
+	var tr *tracing
+	if p.cfg.Tracer != nil {
+		ctx, tr = p.startTrace(ctx, x)
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			r := &Refusal{Status: http.StatusInternalServerError, Reason: Internal,
 				Msg: "internal error; the sidecar's log has the details under this trace id", Cause: fmt.Errorf("panic: %v", v)}
 			p.refused(ctx, x, r)
+			if tr != nil {
+				tr.end(x, r, r.Status)
+			}
 			panic(v)
 		}
 	}()
 	for i, c := range p.checks {
+		cctx := ctx
+		if tr != nil {
+			cctx = tr.enter(ctx, x, c.Name())
+		}
 		start := time.Now()
-		r := c.Run(ctx, x)
+		r := c.Run(cctx, x)
 		x.Stages[i] = time.Since(start)
 		if r != nil {
-			return p.refused(ctx, x, r)
+			a := p.refused(ctx, x, r)
+			if tr != nil {
+				tr.end(x, r, r.Status)
+			}
+			return a
 		}
 	}
 	x.Outcome = Forwarded
+	if tr != nil {
+		tr.end(x, nil, statusOf(x, nil))
+	}
 	if p.cfg.Observer != nil {
 		p.cfg.Observer.Observe(x, nil)
 	}
@@ -216,13 +241,14 @@ type details struct {
 	Sensitive   []string `json:"sensitive,omitempty"`
 	Where       []string `json:"found_in,omitempty"`
 	Outcome     Reason   `json:"outcome,omitempty"`
+	OTelTrace   string   `json:"otel_trace_id,omitempty"`
 }
 
 // requestDetails describes x for a record: method, the recorded (scrubbed)
 // path and query, the decision's score and rule, what was found where.
 func requestDetails(x *Exchange, outcome Reason) json.RawMessage {
 	d := details{Method: x.Method, Path: x.RecordedPath, Query: x.RecordedQuery,
-		Quarantined: x.Quarantined, Overridden: x.Overridden, Rule: x.Decision.Rule, Outcome: outcome}
+		Quarantined: x.Quarantined, Overridden: x.Overridden, Rule: x.Decision.Rule, Outcome: outcome, OTelTrace: x.OTelTraceID}
 	if x.Kind != Ingress {
 		d.Kind = x.Kind.String()
 		d.Target = x.TargetID

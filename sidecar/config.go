@@ -1,6 +1,8 @@
 package sidecar
 
 import (
+	"go.opentelemetry.io/otel/trace"
+
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -138,6 +140,9 @@ type Config struct {
 	// as the Python package does. They hold scrubbed request payloads.
 	PublicTraces bool
 
+	// TracerProvider, if not nil, traces every exchange with OpenTelemetry
+	// (see TracerProviderFromEnv); nil traces nothing, at no cost.
+	TracerProvider trace.TracerProvider
 	// Logger receives operational logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Clock is the time source; nil means time.Now.

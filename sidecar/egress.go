@@ -104,7 +104,7 @@ func (s *Sidecar) newEgress() error {
 		NewTraceID: pipeline.NewTraceID,
 	}
 	pc := pipeline.Config{
-		Recorder: s.rec, AgentID: cfg.Manifest.AgentID(), Observer: s, Clock: cfg.Clock,
+		Recorder: s.rec, AgentID: cfg.Manifest.AgentID(), Observer: s, Clock: cfg.Clock, Tracer: s.tracer(),
 		OnRecordError: func(r *recorder.Record, err error) {
 			s.metrics.recorded.Inc()
 			s.log.Error("flight recorder: cannot record", "kind", r.Kind, "trace_id", r.TraceID, "err", err)

@@ -24,7 +24,7 @@ import (
 // newIngress builds the ingress pipeline with this sidecar's settings.
 func (s *Sidecar) newIngress() *pipeline.Pipeline {
 	return pipeline.New(pipeline.Config{
-		Recorder: s.rec, AgentID: s.cfg.Manifest.AgentID(), Observer: s, Clock: s.cfg.Clock,
+		Recorder: s.rec, AgentID: s.cfg.Manifest.AgentID(), Observer: s, Clock: s.cfg.Clock, Tracer: s.tracer(),
 		OnRecordError: func(r *recorder.Record, err error) {
 			s.metrics.recorded.Inc()
 			s.log.Error("flight recorder: cannot record", "kind", r.Kind, "trace_id", r.TraceID, "err", err)
@@ -87,6 +87,9 @@ func (a agentSender) Send(ctx context.Context, x *pipeline.Exchange) (*pipeline.
 	}
 	if xff := x.ForwardedFor(); xff != "" {
 		req.Header.Set(wire.ForwardedFor, xff)
+	}
+	for _, f := range x.Added {
+		req.Header.Set(f.Name, f.Value)
 	}
 	req.SetBodyRaw(x.Body)
 	timeout := s.timeout
