@@ -93,9 +93,10 @@ type writtenDurations struct {
 	slaLatency string // capabilities.sla_latency
 }
 
-// nonCanonical returns written, or "" when FormatDuration(ms) gives it back.
+// nonCanonical returns written, or "" when FormatDuration(ms) gives it back
+// or when the duration is zero, which the served document leaves out.
 func nonCanonical(written string, ms int64) string {
-	if written == FormatDuration(ms) {
+	if ms == 0 || written == FormatDuration(ms) {
 		return ""
 	}
 	return written
