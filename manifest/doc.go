@@ -8,6 +8,12 @@
 // such as "24h"). Document builds the one JSON document a sidecar serves at
 // /.well-known/agent-manifest, which readers of either shape parse.
 //
+// Assess (for a document) and Manifest.Findings (for a manifest already
+// built) are the one validation every reader shares: errors make a manifest
+// invalid, high-risk findings mark a well-formed manifest that is unsafe to
+// depend on, warnings mark doubtful claims. iatp verify, iatp scan and the
+// sidecar's start-up log (Manifest.Warnings) report them in the same words.
+//
 // TrustScore computes the 0–10 score exactly as the Python package does, so a
 // mixed mesh agrees on every number; CapTrustLevel limits a remote agent's
 // claimed trust level to what it has proven.

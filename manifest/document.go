@@ -43,7 +43,14 @@ type privacyContract struct {
 // /.well-known/agent-manifest: the spec shape plus the legacy top-level
 // agent_id and privacy_contract, capabilities.reversibility as a string and
 // the legacy duration strings, then attestation and signatures when set.
-// Parsing the document gives back a manifest equal to m.
+//
+// The spec keys carry numbers (undo_window_seconds, sla_latency_ms). The
+// legacy duration keys keep the operator's words: a manifest that wrote
+// "undo_window": "24h" and "sla_latency": "2000ms" is served with "24h" and
+// "2000ms", not "1d" and "2s". A duration the manifest gave only as a
+// number (or one changed since parsing) is written in the largest unit that
+// divides it exactly (FormatDuration). Parsing the document gives back a
+// manifest equal to m.
 func (m *Manifest) Document() ([]byte, error) {
 	doc := document{
 		ProtocolVersion: m.ProtocolVersion,
@@ -69,10 +76,39 @@ func (m *Manifest) Document() ([]byte, error) {
 		doc.Scopes = []string{}
 	}
 	if w := m.Reversibility.UndoWindowSeconds; w > 0 {
-		doc.Capabilities.UndoWindow = FormatDuration(w * 1000)
+		doc.Capabilities.UndoWindow = legacyDuration(m.written.undoWindow, w*1000)
 	}
 	if l := m.Capabilities.SLALatencyMs; l > 0 {
-		doc.Capabilities.SLALatency = FormatDuration(l)
+		doc.Capabilities.SLALatency = legacyDuration(m.written.slaLatency, l)
 	}
 	return json.Marshal(doc)
+}
+
+// writtenDurations are the legacy duration strings of a parsed document,
+// kept only where they differ from FormatDuration of their value ("24h",
+// "2000ms"), so that a manifest and the one read back from its served
+// document stay equal.
+type writtenDurations struct {
+	undoWindow string // capabilities.undo_window
+	slaLatency string // capabilities.sla_latency
+}
+
+// nonCanonical returns written, or "" when FormatDuration(ms) gives it back
+// or when the duration is zero, which the served document leaves out.
+func nonCanonical(written string, ms int64) string {
+	if ms == 0 || written == FormatDuration(ms) {
+		return ""
+	}
+	return written
+}
+
+// legacyDuration renders ms as written when written still says ms, and
+// with FormatDuration otherwise.
+func legacyDuration(written string, ms int64) string {
+	if written != "" {
+		if v, err := ParseDuration(written); err == nil && v == ms {
+			return written
+		}
+	}
+	return FormatDuration(ms)
 }

@@ -23,31 +23,14 @@ const DefaultProtocolVersion = "1.0"
 // manifest at all: empty, too large, not JSON or YAML, or not an object.
 var ErrNotManifest = errors.New("not a manifest")
 
-// Report is the outcome of inspecting a manifest: every error and warning.
-type Report struct {
-	// Errors make the manifest invalid.
-	Errors []Problem `json:"errors"`
-	// Warnings are doubtful but allowed claims.
-	Warnings []Problem `json:"warnings"`
-
-	fieldErrors int // leading entries of Errors that are field errors
-}
-
-// Valid reports whether the manifest had no errors.
-func (r *Report) Valid() bool { return len(r.Errors) == 0 }
-
-// FieldsValid reports whether every field was readable and valid, so the
-// manifest can be scored and used, even if its claims contradict each other.
-func (r *Report) FieldsValid() bool { return r.fieldErrors == 0 }
-
 // Parse decodes a manifest written as JSON or YAML in either shape and
 // validates its fields. It returns an error wrapping ErrNotManifest for input
 // that is not a manifest document, or a *ValidationError listing every
-// problem. Contradictions between valid claims (see Inspect) do not stop
-// Parse: a sidecar still protects, and warns about, an agent whose manifest
-// contradicts itself.
+// error. High-risk findings and warnings (see Assess) do not stop Parse: a
+// sidecar still protects, and warns about, an agent whose manifest is
+// high-risk (Manifest.Warnings).
 func Parse(data []byte) (*Manifest, error) {
-	m, errs, _, _, err := inspect(data)
+	m, errs, err := read(data)
 	if err != nil {
 		return nil, err
 	}
@@ -87,49 +70,15 @@ func ReadFile(path string) ([]byte, error) {
 	return data, nil
 }
 
-// Inspect decodes a manifest and reports every error and warning at once.
-// The returned manifest holds every field that could be read, even when the
-// report has errors, so a caller can still show what it saw. The error is
-// non-nil (wrapping ErrNotManifest) only when data is not a manifest document.
-//
-// The report's errors are the field errors followed by contradictions that
-// make the manifest unusable (an untrusted agent without reversibility);
-// its warnings are doubtful claims and defaults that were applied.
-func Inspect(data []byte) (*Manifest, *Report, error) {
-	m, errs, contra, warns, err := inspect(data)
+// read decodes data and returns the manifest with its field errors.
+func read(data []byte) (*Manifest, []Problem, error) {
+	root, err := decodeDocument(data)
 	if err != nil {
 		return nil, nil, err
 	}
-	rep := &Report{Errors: append(errs, contra...), Warnings: warns, fieldErrors: len(errs)}
-	if rep.Errors == nil {
-		rep.Errors = []Problem{}
-	}
-	if rep.Warnings == nil {
-		rep.Warnings = []Problem{}
-	}
-	return m, rep, nil
-}
-
-// inspect reads data and returns the manifest with its field errors,
-// contradiction errors and warnings.
-func inspect(data []byte) (m *Manifest, errs, contra, warns []Problem, err error) {
-	root, err := decodeDocument(data)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
 	d := &reader{}
-	m = d.manifest(root)
-	errs = append(d.errs, m.validate()...)
-	contra, warns = m.contradictions()
-	warns = append(append([]Problem(nil), m.notes...), warns...)
-	return m, errs, contra, warns, nil
-}
-
-// Warnings returns the manifest's contradiction errors and warnings, for a
-// manifest that already parsed (for example a sidecar's own, at start-up).
-func (m *Manifest) Warnings() []Problem {
-	contra, warns := m.contradictions()
-	return append(append(append([]Problem(nil), contra...), m.notes...), warns...)
+	m := d.manifest(root)
+	return m, append(d.errs, m.validate()...), nil
 }
 
 // decodeDocument turns JSON or YAML into a generic object.
@@ -207,7 +156,7 @@ type reader struct {
 }
 
 func (d *reader) fail(path, format string, args ...any) {
-	d.errs = append(d.errs, Problem{Field: path, Message: fmt.Sprintf(format, args...)})
+	d.errs = append(d.errs, Problem{Severity: SeverityError, Field: path, Message: fmt.Sprintf(format, args...)})
 }
 
 func join(parent, key string) string {
@@ -446,14 +395,18 @@ func (d *reader) manifest(root map[string]any) *Manifest {
 	}
 	m.Capabilities.SLAAvailability, _ = d.number(caps, "capabilities", "sla_availability")
 	specSLA, specSLAOK := d.integer(caps, "capabilities", "sla_latency_ms")
-	legacySLA, legacySLAOK := d.duration(caps, "capabilities", "sla_latency", 1)
+	legacySLA, slaText, legacySLAOK := d.duration(caps, "capabilities", "sla_latency", 1)
 	m.Capabilities.SLALatencyMs, _ = pick(d, specSLA, specSLAOK, "capabilities.sla_latency_ms", legacySLA, legacySLAOK, "capabilities.sla_latency")
+	if legacySLAOK && legacySLA == m.Capabilities.SLALatencyMs {
+		m.written.slaLatency = nonCanonical(slaText, legacySLA)
+	}
 
 	// Reversibility: spec object, or the legacy string inside capabilities.
 	var specLevel, legacyLevel string
 	var specLevelOK, legacyLevelOK bool
 	var specUndo, legacyUndo int64
 	var specUndoOK, legacyUndoOK bool
+	var undoText string
 	if rev != nil {
 		specLevel, specLevelOK = d.str(rev, "reversibility", "level")
 		specUndo, specUndoOK = d.integer(rev, "reversibility", "undo_window_seconds")
@@ -462,7 +415,7 @@ func (d *reader) manifest(root map[string]any) *Manifest {
 		m.Reversibility.CompensationEndpoint, _ = d.str(rev, "reversibility", "compensation_endpoint")
 	}
 	legacyLevel, legacyLevelOK = d.str(caps, "capabilities", "reversibility")
-	legacyUndo, legacyUndoOK = d.duration(caps, "capabilities", "undo_window", 1000)
+	legacyUndo, undoText, legacyUndoOK = d.duration(caps, "capabilities", "undo_window", 1000)
 	level, ok := pick(d, specLevel, specLevelOK, "reversibility.level", legacyLevel, legacyLevelOK, "capabilities.reversibility")
 	if ok {
 		m.Reversibility.Level = ReversibilityLevel(level)
@@ -470,6 +423,9 @@ func (d *reader) manifest(root map[string]any) *Manifest {
 		m.Reversibility.Level = ReversibilityNone
 	}
 	m.Reversibility.UndoWindowSeconds, _ = pick(d, specUndo, specUndoOK, "reversibility.undo_window_seconds", legacyUndo, legacyUndoOK, "capabilities.undo_window")
+	if legacyUndoOK && legacyUndo == m.Reversibility.UndoWindowSeconds {
+		m.written.undoWindow = nonCanonical(undoText, legacyUndo*1000)
+	}
 
 	// Privacy: spec object and/or legacy privacy_contract.
 	if priv == nil {
@@ -486,7 +442,7 @@ func (d *reader) manifest(root map[string]any) *Manifest {
 		m.Privacy.RetentionPolicy = Retention(ret)
 	case specShape:
 		m.Privacy.RetentionPolicy = RetentionPermanent
-		m.notes = append(m.notes, Problem{Field: "privacy.retention_policy", Message: "not stated; taken to be permanent (state it to be scored and checked as what it is)"})
+		m.notes = append(m.notes, Problem{Severity: SeverityWarning, Field: "privacy.retention_policy", Message: "not stated; taken to be permanent (state it to be scored and checked as what it is)"})
 	default:
 		d.fail("privacy_contract.retention", "required (one of %s)", list(Retentions))
 	}
@@ -514,22 +470,23 @@ func (d *reader) manifest(root map[string]any) *Manifest {
 }
 
 // duration reads a legacy duration string ("24h", "7d", "90m", "30s",
-// "2000ms") as a count of unit milliseconds (1 for milliseconds, 1000 for seconds).
-func (d *reader) duration(obj map[string]any, parent, key string, unitMs int64) (int64, bool) {
+// "2000ms") as a count of unit milliseconds (1 for milliseconds, 1000 for
+// seconds), and returns the string as written, without surrounding space.
+func (d *reader) duration(obj map[string]any, parent, key string, unitMs int64) (int64, string, bool) {
 	s, ok := d.str(obj, parent, key)
 	if !ok {
-		return 0, false
+		return 0, "", false
 	}
 	ms, err := ParseDuration(s)
 	if err != nil {
 		d.fail(join(parent, key), "%v", err)
-		return 0, false
+		return 0, "", false
 	}
 	if ms%unitMs != 0 {
 		d.fail(join(parent, key), "%q is not a whole number of seconds", s)
-		return 0, false
+		return 0, "", false
 	}
-	return ms / unitMs, true
+	return ms / unitMs, strings.TrimSpace(s), true
 }
 
 // maxDurationMs bounds legacy durations (100 years) so arithmetic never overflows.

@@ -84,7 +84,10 @@ func TestParseErrors(t *testing.T) {
 			}
 			var got []string
 			for _, p := range ve.Problems {
-				got = append(got, p.String())
+				if p.Severity != SeverityError {
+					t.Errorf("%v: severity %q, want error", p, p.Severity)
+				}
+				got = append(got, p.text())
 			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("problems:\n got %q\nwant %q", got, tt.want)
@@ -176,6 +179,7 @@ func TestLegacyMapping(t *testing.T) {
 		Capabilities:    Capabilities{Idempotency: true, RateLimit: 100, SLALatencyMs: 2000},
 		Reversibility:   Reversibility{Level: ReversibilityFull, UndoWindowSeconds: 86400},
 		Privacy:         Privacy{RetentionPolicy: RetentionEphemeral, HumanInLoop: true, StorageLocation: "us-east"},
+		written:         writtenDurations{undoWindow: "24h", slaLatency: "2000ms"}, // served as written
 	}
 	if !reflect.DeepEqual(m, want) {
 		t.Errorf("got  %+v\nwant %+v", m, want)
@@ -183,9 +187,9 @@ func TestLegacyMapping(t *testing.T) {
 }
 
 func TestSpecRetentionDefaultsToPermanent(t *testing.T) {
-	m, rep, err := Inspect([]byte(`{"protocol_version":"1.0","identity":{"agent_id":"a"},"trust_level":"standard"}`))
-	if err != nil || !rep.Valid() {
-		t.Fatalf("Inspect: %v %+v", err, rep)
+	m, rep, err := Assess([]byte(`{"protocol_version":"1.0","identity":{"agent_id":"a"},"trust_level":"standard"}`))
+	if err != nil || rep.Verdict() != VerdictValid {
+		t.Fatalf("Assess: %v %+v", err, rep)
 	}
 	if m.Privacy.RetentionPolicy != RetentionPermanent {
 		t.Errorf("retention = %q, want permanent", m.Privacy.RetentionPolicy)
@@ -195,50 +199,86 @@ func TestSpecRetentionDefaultsToPermanent(t *testing.T) {
 	}
 }
 
-func TestContradictions(t *testing.T) {
+func TestFindings(t *testing.T) {
 	tests := []struct {
-		name      string
-		doc       string
-		wantErrs  []string
-		wantWarns []string
+		name         string
+		doc          string
+		wantHighRisk []string
+		wantWarns    []string
 	}{
-		{"untrusted without reversibility is an error",
+		{"untrusted without reversibility is high-risk",
 			`{"agent_id":"a","trust_level":"untrusted","capabilities":{"reversibility":"none"},"privacy_contract":{"retention":"ephemeral"}}`,
-			[]string{"trust_level: an untrusted agent without reversibility cannot be used safely: nothing it does can be undone (declare reversibility or do not publish it)"}, nil},
+			[]string{"high-risk: trust_level: an untrusted agent without reversibility cannot be used safely: nothing it does can be undone (declare reversibility or do not publish it)"}, nil},
 		{"untrusted with reversibility is fine",
 			`{"agent_id":"a","trust_level":"untrusted","capabilities":{"reversibility":"full"},"privacy_contract":{"retention":"ephemeral"}}`, nil, nil},
 		{"permanent retention on a standard agent warns",
 			`{"agent_id":"a","trust_level":"standard","capabilities":{"reversibility":"full"},"privacy_contract":{"retention":"permanent"}}`,
-			nil, []string{"privacy.retention_policy: permanent retention with trust level standard: callers' data is kept indefinitely"}},
+			nil, []string{"warning: privacy.retention_policy: permanent retention with trust level standard: callers' data is kept indefinitely"}},
 		{"forever retention on a trusted agent warns",
 			`{"agent_id":"a","trust_level":"trusted","capabilities":{"reversibility":"full"},"privacy_contract":{"retention":"forever"}}`,
-			nil, []string{"privacy.retention_policy: forever retention with trust level trusted: callers' data is kept indefinitely"}},
+			nil, []string{"warning: privacy.retention_policy: forever retention with trust level trusted: callers' data is kept indefinitely"}},
 		{"permanent retention on an unknown agent does not warn",
 			`{"agent_id":"a","trust_level":"unknown","capabilities":{"reversibility":"full"},"privacy_contract":{"retention":"permanent"}}`, nil, nil},
 		{"human review on a verified partner warns",
 			`{"agent_id":"a","trust_level":"verified_partner","capabilities":{"reversibility":"full"},"privacy_contract":{"retention":"ephemeral","human_review":true}}`,
-			nil, []string{"privacy.human_in_loop: a verified partner whose humans review callers' data"}},
+			nil, []string{"warning: privacy.human_in_loop: a verified partner whose humans review callers' data"}},
+		{"training consent: a Python peer scores one point higher",
+			`{"protocol_version":"1.0","identity":{"agent_id":"a"},"trust_level":"standard","privacy":{"retention_policy":"temporary","training_consent":true}}`,
+			nil, []string{"warning: privacy.training_consent: a peer running the Python package scores this agent 6, not 5: its model has no training_consent field (PROTOCOL §2)"}},
+		{"training consent hidden by the clamp is not reported",
+			`{"protocol_version":"1.0","identity":{"agent_id":"a"},"trust_level":"verified_partner","capabilities":{"idempotency":true},"reversibility":{"level":"full"},"privacy":{"retention_policy":"ephemeral","training_consent":true}}`,
+			nil, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, rep, err := Inspect([]byte(tt.doc))
+			m, f, err := Assess([]byte(tt.doc))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := strs(rep.Errors); !reflect.DeepEqual(got, tt.wantErrs) {
-				t.Errorf("errors = %q, want %q", got, tt.wantErrs)
+			if len(f.Errors) != 0 {
+				t.Errorf("errors = %v, want none", f.Errors)
 			}
-			if got := strs(rep.Warnings); !reflect.DeepEqual(got, tt.wantWarns) {
+			if got := strs(f.HighRisk); !reflect.DeepEqual(got, tt.wantHighRisk) {
+				t.Errorf("high-risk = %q, want %q", got, tt.wantHighRisk)
+			}
+			if got := strs(f.Warnings); !reflect.DeepEqual(got, tt.wantWarns) {
 				t.Errorf("warnings = %q, want %q", got, tt.wantWarns)
 			}
-			// Contradictions never stop Parse: a sidecar still protects the agent.
-			if _, err := Parse([]byte(tt.doc)); err != nil {
-				t.Errorf("Parse: %v", err)
+			wantVerdict := VerdictValid
+			if len(tt.wantHighRisk) > 0 {
+				wantVerdict = VerdictHighRisk
 			}
-			if got := len(m.Warnings()); got != len(tt.wantErrs)+len(tt.wantWarns) {
-				t.Errorf("Warnings() has %d entries, want %d", got, len(tt.wantErrs)+len(tt.wantWarns))
+			if got := f.Verdict(); got != wantVerdict {
+				t.Errorf("verdict = %q, want %q", got, wantVerdict)
+			}
+			// High-risk findings never stop Parse: a sidecar still protects
+			// the agent, and logs what Warnings returns — the same findings.
+			parsed, err := Parse([]byte(tt.doc))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			want := append(append([]string(nil), tt.wantHighRisk...), tt.wantWarns...)
+			if got := strs(parsed.Warnings()); !reflect.DeepEqual(got, want) {
+				t.Errorf("Warnings() = %q, want %q", got, want)
+			}
+			if got := m.Findings(); !reflect.DeepEqual(got, f) {
+				t.Errorf("Findings() = %+v, want what Assess said: %+v", got, f)
 			}
 		})
+	}
+}
+
+func TestFindingsOfInvalidManifest(t *testing.T) {
+	_, f, err := Assess([]byte(`{"agent_id":"a","trust_level":"gold","capabilities":{"reversibility":"none"},"privacy_contract":{"retention":"ephemeral"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Verdict() != VerdictInvalid || f.FieldsValid() {
+		t.Errorf("verdict %q, fields valid %v; want invalid, false", f.Verdict(), f.FieldsValid())
+	}
+	want := []string{`error: trust_level: "gold" is not one of verified_partner, trusted, standard, unknown, untrusted`}
+	if got := strs(f.All()); !reflect.DeepEqual(got, want) {
+		t.Errorf("All() = %q, want %q", got, want)
 	}
 }
 
@@ -252,17 +292,17 @@ func strs(ps []Problem) []string {
 
 // examples are the manifests shipped in examples/manifests with their scores.
 var examples = []struct {
-	file  string
-	score int
-	valid bool // no errors for `iatp verify`
+	file    string
+	score   int
+	verdict Verdict
 }{
-	{"secure_bank.json", 10, true},
-	{"untrusted_honeypot.json", 0, false},
-	{"standard_agent.json", 8, true},
-	{"reviewer_agent.json", 7, true},
-	{"coder_agent.json", 10, true},
-	{"booking_agent.json", 10, true},
-	{"research_agent.yaml", 5, true},
+	{"secure_bank.json", 10, VerdictValid},
+	{"untrusted_honeypot.json", 0, VerdictHighRisk},
+	{"standard_agent.json", 8, VerdictValid},
+	{"reviewer_agent.json", 7, VerdictValid},
+	{"coder_agent.json", 10, VerdictValid},
+	{"booking_agent.json", 10, VerdictValid},
+	{"research_agent.yaml", 5, VerdictValid},
 }
 
 func exampleData(t testing.TB, file string) []byte {
@@ -277,12 +317,12 @@ func exampleData(t testing.TB, file string) []byte {
 func TestExamples(t *testing.T) {
 	for _, ex := range examples {
 		t.Run(ex.file, func(t *testing.T) {
-			m, rep, err := Inspect(exampleData(t, ex.file))
+			m, f, err := Assess(exampleData(t, ex.file))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.Valid() != ex.valid {
-				t.Errorf("valid = %v, want %v (errors %v)", rep.Valid(), ex.valid, rep.Errors)
+			if got := f.Verdict(); got != ex.verdict {
+				t.Errorf("verdict = %q, want %q (findings %v)", got, ex.verdict, f.All())
 			}
 			if got := m.TrustScore(); got != ex.score {
 				t.Errorf("TrustScore() = %d, want %d", got, ex.score)
@@ -329,8 +369,8 @@ func TestDocumentCarriesBothShapes(t *testing.T) {
 		`"agent_id":"booking-agent"`,
 		`"privacy_contract":{"retention":"ephemeral","storage_location":"us-west-2","human_review":false`,
 		`"reversibility":"partial"`,
-		`"undo_window":"1h"`,
-		`"sla_latency":"2s"`,
+		`"undo_window":"1h"`, // from undo_window_seconds 3600
+		`"sla_latency":"2s"`, // from sla_latency_ms 2000
 		`"identity":{"agent_id":"booking-agent"`,
 	} {
 		if !bytes.Contains(doc, []byte(want)) {
@@ -356,5 +396,60 @@ func golden(t *testing.T, path string, got []byte) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s differs (run go test -update if the change is intended):\n got %s\nwant %s", path, got, want)
+	}
+}
+
+// TestDocumentKeepsWrittenDurations checks that the legacy duration keys of
+// the served document say what the operator wrote, while the spec keys
+// carry the numbers.
+func TestDocumentKeepsWrittenDurations(t *testing.T) {
+	legacy := func(undo, sla string) string {
+		return `{"agent_id":"a","capabilities":{"reversibility":"full","undo_window":"` + undo + `","sla_latency":"` + sla + `"},"privacy_contract":{"retention":"ephemeral"}}`
+	}
+	tests := []struct {
+		name   string
+		doc    string
+		change func(*Manifest)
+		want   []string
+	}{
+		{"hours and milliseconds stay", legacy("24h", "2000ms"), nil,
+			[]string{`"undo_window":"24h"`, `"sla_latency":"2000ms"`, `"undo_window_seconds":86400`, `"sla_latency_ms":2000`}},
+		{"days and seconds stay", legacy("1d", "2s"), nil,
+			[]string{`"undo_window":"1d"`, `"sla_latency":"2s"`, `"undo_window_seconds":86400`, `"sla_latency_ms":2000`}},
+		{"surrounding space is dropped", legacy(" 90m ", "5000ms"), nil,
+			[]string{`"undo_window":"90m"`, `"sla_latency":"5000ms"`}},
+		{"spec numbers take the largest exact unit",
+			`{"protocol_version":"1.0","identity":{"agent_id":"a"},"trust_level":"standard","capabilities":{"sla_latency_ms":1500},"reversibility":{"level":"full","undo_window_seconds":7200},"privacy":{"retention_policy":"ephemeral"}}`, nil,
+			[]string{`"undo_window":"2h"`, `"sla_latency":"1500ms"`}},
+		{"a value changed since parsing is not served as the old text", legacy("24h", "2000ms"),
+			func(m *Manifest) { m.Reversibility.UndoWindowSeconds, m.Capabilities.SLALatencyMs = 3600, 500 },
+			[]string{`"undo_window":"1h"`, `"sla_latency":"500ms"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Parse([]byte(tt.doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.change != nil {
+				tt.change(m)
+			}
+			doc, err := m.Document()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range tt.want {
+				if !bytes.Contains(doc, []byte(want)) {
+					t.Errorf("served document lacks %s:\n%s", want, doc)
+				}
+			}
+			back, err := Parse(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again, _ := back.Document(); !bytes.Equal(again, doc) {
+				t.Errorf("serving the document read back changed it:\n got %s\nwant %s", again, doc)
+			}
+		})
 	}
 }

@@ -63,6 +63,17 @@ func (m *Manifest) Factors() Factors {
 // first (ScoreAs with CapTrustLevel).
 func (m *Manifest) TrustScore() int { return Score(m.Factors()) }
 
+// PeerTrustScore is the score a peer running the widely installed Python
+// package computes for this manifest: the same formula without the
+// training_consent term, which its model lacks (PROTOCOL §2). It is one
+// point above TrustScore for a manifest with training_consent true, unless
+// a clamp hides the difference.
+func (m *Manifest) PeerTrustScore() int {
+	f := m.Factors()
+	f.TrainingConsent = false
+	return Score(f)
+}
+
 // ScoreAs is the manifest's score with trust level l instead of the claimed one.
 func (m *Manifest) ScoreAs(l TrustLevel) int {
 	f := m.Factors()

@@ -119,6 +119,8 @@ type Manifest struct {
 
 	// notes are warnings about defaults applied while parsing.
 	notes []Problem
+	// written keeps the legacy duration strings as the document wrote them.
+	written writtenDurations
 }
 
 // Identity names an agent.
@@ -182,16 +184,28 @@ type Privacy struct {
 // AgentID returns the agent's identifier.
 func (m *Manifest) AgentID() string { return m.Identity.AgentID }
 
-// Problem is one validation finding, tied to the field it concerns.
+// Problem is one finding about a manifest, tied to the field it concerns.
 type Problem struct {
+	// Severity is error, high-risk or warning; empty is read as error.
+	Severity Severity `json:"severity"`
 	// Field is the path of the field, e.g. "privacy.retention_policy".
 	Field string `json:"field"`
 	// Message says what is wrong and, where useful, how to fix it.
 	Message string `json:"message"`
 }
 
-// String renders the problem as "field: message".
+// String renders the problem as "severity: field: message", the words in
+// which iatp verify, iatp scan and the sidecar's start-up log all report it.
 func (p Problem) String() string {
+	sev := p.Severity
+	if sev == "" {
+		sev = SeverityError
+	}
+	return string(sev) + ": " + p.text()
+}
+
+// text renders the problem as "field: message".
+func (p Problem) text() string {
 	if p.Field == "" {
 		return p.Message
 	}
@@ -204,11 +218,11 @@ type ValidationError struct {
 	Problems []Problem
 }
 
-// Error renders all problems, separated by "; ".
+// Error renders all problems as "field: message", separated by "; ".
 func (e *ValidationError) Error() string {
 	parts := make([]string, len(e.Problems))
 	for i, p := range e.Problems {
-		parts[i] = p.String()
+		parts[i] = p.text()
 	}
 	return "invalid manifest: " + strings.Join(parts, "; ")
 }

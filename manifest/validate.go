@@ -48,7 +48,7 @@ func ParseVerificationKey(s string) ([]byte, error) {
 func (m *Manifest) validate() []Problem {
 	var ps []Problem
 	add := func(field, format string, args ...any) {
-		ps = append(ps, Problem{Field: field, Message: fmt.Sprintf(format, args...)})
+		ps = append(ps, Problem{Severity: SeverityError, Field: field, Message: fmt.Sprintf(format, args...)})
 	}
 	if m.ProtocolVersion != "" && !supportedProtocol(m.ProtocolVersion) {
 		add("protocol_version", "%q is not supported; this build speaks 1.x", m.ProtocolVersion)
@@ -102,21 +102,6 @@ func (m *Manifest) validate() []Problem {
 		add("privacy.retention_policy", "%q is not one of %s", clip(string(p)), list(Retentions))
 	}
 	return ps
-}
-
-// contradictions returns the claims of a manifest that do not fit together:
-// errors (the manifest should not be published) and warnings.
-func (m *Manifest) contradictions() (errs, warns []Problem) {
-	if m.TrustLevel == Untrusted && m.Reversibility.Level == ReversibilityNone {
-		errs = append(errs, Problem{Field: "trust_level", Message: "an untrusted agent without reversibility cannot be used safely: nothing it does can be undone (declare reversibility or do not publish it)"})
-	}
-	if m.Privacy.RetentionPolicy.Indefinite() && m.TrustLevel.Valid() && m.TrustLevel.AtLeast(Standard) {
-		warns = append(warns, Problem{Field: "privacy.retention_policy", Message: fmt.Sprintf("%s retention with trust level %s: callers' data is kept indefinitely", m.Privacy.RetentionPolicy, m.TrustLevel)})
-	}
-	if m.Privacy.HumanInLoop && m.TrustLevel == VerifiedPartner {
-		warns = append(warns, Problem{Field: "privacy.human_in_loop", Message: "a verified partner whose humans review callers' data"})
-	}
-	return errs, warns
 }
 
 func supportedProtocol(v string) bool {

@@ -74,7 +74,7 @@ func newAttestSignCmd(s *streams) *cobra.Command {
 	var keyFile, keyID, agentID, codebase, codebaseHash, config, configHash, agentKeyFile string
 	var exclude []string
 	var expiresIn time.Duration
-	var v1 bool
+	var v1, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "sign --key FILE --key-id ID --agent-id A (--codebase DIR | --codebase-hash H) (--config FILE | --config-hash H) [--agent-key PUBFILE]",
 		Short: "Sign an attestation and print it (JSON)",
@@ -135,6 +135,9 @@ verifiers accept it only while it is younger than their maximum age.`,
 			if err != nil {
 				return usagef("%v", err)
 			}
+			if asJSON {
+				return json.NewEncoder(s.out).Encode(a)
+			}
 			return encodeJSONIndent(s.out, a)
 		},
 	}
@@ -150,6 +153,7 @@ verifiers accept it only while it is younger than their maximum age.`,
 	f.DurationVar(&expiresIn, "expires-in", identity.DefaultAttestationTTL, "validity of the attestation")
 	f.BoolVar(&v1, "v1", false, "write a v1 record (the widely installed Python package's format)")
 	f.StringArrayVar(&exclude, "exclude", nil, "with --codebase: base names to leave out of the hash (repeatable)")
+	f.BoolVar(&asJSON, "json", false, "print the record as compact JSON on one line (the default is indented JSON)")
 	return cmd
 }
 

@@ -34,6 +34,7 @@ Several may stand side by side, for key rotation.
 
 func newManifestSignCmd(s *streams) *cobra.Command {
 	var keyFile, keyID string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "sign --key FILE --key-id ID MANIFEST",
 		Short: "Print the served document of a manifest, signed",
@@ -41,7 +42,8 @@ func newManifestSignCmd(s *streams) *cobra.Command {
 serves at /.well-known/agent-manifest, sign it with the private key and
 print the signed document. A signature already there under the same key id
 is replaced; others are kept.`,
-		Args: exactArgs(1, "a manifest file"),
+		Args:              exactArgs(1, "a manifest file"),
+		ValidArgsFunction: manifestFileCompletion,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if keyFile == "" || keyID == "" {
 				return usagef("manifest sign needs --key and --key-id")
@@ -65,6 +67,10 @@ is replaced; others are kept.`,
 			if err != nil {
 				return failf("%v", err)
 			}
+			if asJSON {
+				_, err = s.out.Write(append(signed, '\n'))
+				return err
+			}
 			var pretty bytes.Buffer
 			if err := json.Indent(&pretty, signed, "", "  "); err != nil {
 				return failf("format document: %v", err)
@@ -76,6 +82,7 @@ is replaced; others are kept.`,
 	}
 	cmd.Flags().StringVar(&keyFile, "key", "", "the private key file (mode 0600)")
 	cmd.Flags().StringVar(&keyID, "key-id", "", "the key id verifiers know the key by (JWS kid)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the signed document as compact JSON on one line (the default is indented)")
 	return cmd
 }
 

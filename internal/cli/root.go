@@ -4,9 +4,11 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 
 	"github.com/spf13/cobra"
 )
@@ -50,12 +52,20 @@ type streams struct {
 // newRootCmd builds the whole command tree.
 func newRootCmd(s *streams) *cobra.Command {
 	root := &cobra.Command{
-		Use:               "iatp",
-		Short:             "Inter-Agent Trust Protocol: a trust sidecar and control plane for AI agents",
-		SilenceUsage:      true,
-		SilenceErrors:     true,
-		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+		Use:   "iatp",
+		Short: "Inter-Agent Trust Protocol: a trust sidecar and control plane for AI agents",
+		Long: `iatp puts a trust sidecar in front of an AI agent: it publishes the agent's
+manifest, authenticates callers, decides, scrubs and records every request,
+and forwards only what is allowed.
+
+Start with "iatp demo" (the whole story on loopback), then
+"iatp sidecar --agent-url URL --manifest FILE". The README and docs/ explain
+the rest; "iatp completion bash|zsh|fish" prints a shell completion script.`,
+		Version:       version(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("iatp {{.Version}} (" + runtime.Version() + ")\n")
 	root.SetIn(s.in)
 	root.SetOut(s.out)
 	root.SetErr(s.err)
@@ -71,6 +81,7 @@ func newRootCmd(s *streams) *cobra.Command {
 		newSidecarCmd(s),
 		newDemoCmd(s),
 	)
+	root.InitDefaultCompletionCmd() // iatp completion bash|zsh|fish|powershell
 	return root
 }
 
@@ -80,18 +91,45 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	s := &streams{in: stdin, out: stdout, err: stderr}
 	root := newRootCmd(s)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
+	code := exitUsage // errors from cobra itself (unknown command, bad arguments)
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if msg := ee.Error(); msg != "" {
-			fmt.Fprintf(stderr, "iatp: %s\n", msg)
-		}
-		return ee.code
+		code = ee.code
 	}
-	// Errors from cobra itself (unknown command, bad arguments) are usage errors.
-	fmt.Fprintf(stderr, "iatp: %s\n", err)
-	return exitUsage
+	msg := err.Error()
+	if msg == "" {
+		return code // the command already reported it
+	}
+	fmt.Fprintf(stderr, "iatp: %s\n", msg)
+	if wantsJSONErrors(cmd) {
+		_ = json.NewEncoder(stdout).Encode(jsonError{Status: "fail", ExitStatus: code, Error: msg})
+	}
+	return code
+}
+
+// jsonError is what a command run with --json prints on stdout when it
+// fails before it could print its own result, so that a script reading
+// stdout always gets JSON.
+type jsonError struct {
+	Status     string `json:"status"` // always "fail"
+	ExitStatus int    `json:"exit_status"`
+	Error      string `json:"error"`
+}
+
+// annotationJSON, set to "log" in a command's annotations, says that its
+// --json flag selects the log format (iatp sidecar), so errors are not
+// repeated as JSON on stdout.
+const annotationJSON = "iatp.json"
+
+// wantsJSONErrors reports whether cmd ran with --json for its result.
+func wantsJSONErrors(cmd *cobra.Command) bool {
+	if cmd == nil || cmd.Annotations[annotationJSON] == "log" {
+		return false
+	}
+	f := cmd.Flags().Lookup("json")
+	return f != nil && f.Value.String() == "true"
 }

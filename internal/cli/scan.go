@@ -20,19 +20,25 @@ import (
 
 // scanResult is the --json output of iatp scan.
 type scanResult struct {
-	Status        string `json:"status"`
-	URL           string `json:"url"`
-	AgentID       string `json:"agent_id"`
-	TrustScore    int    `json:"trust_score"` // 0–100: the 0–10 score × 10, as claimed
-	RiskLevel     string `json:"risk_level"`  // LOW ≥ 80, MEDIUM ≥ 50, HIGH below
+	Status  string           `json:"status"`  // success (exit 0) | fail (exit 1)
+	Verdict manifest.Verdict `json:"verdict"` // valid | high-risk | invalid, as iatp verify says
+	URL     string           `json:"url"`
+	AgentID string           `json:"agent_id"`
+	// TrustScore is the 0–10 score × 10, as claimed; null when the
+	// manifest is invalid.
+	TrustScore    *int   `json:"trust_score"`
+	RiskLevel     string `json:"risk_level"` // LOW ≥ 80, MEDIUM ≥ 50, HIGH below (and when invalid)
 	TrustLevel    string `json:"trust_level"`
 	Reversibility string `json:"reversibility"`
 	Retention     string `json:"retention"`
 	// ProvenTrustScore is the score with the claimed trust level capped by
 	// proof (PROTOCOL §2); scan checks no proof, so claims above standard
 	// count as standard — what an iatp sidecar without keys would use.
-	ProvenTrustScore int                `json:"proven_trust_score"`
-	Warnings         []manifest.Problem `json:"warnings"`
+	ProvenTrustScore *int `json:"proven_trust_score"`
+	// PeerTrustScore is the score a peer running the Python package
+	// computes: without the training_consent term (PROTOCOL §2).
+	PeerTrustScore *int `json:"peer_trust_score"`
+	manifest.Findings
 }
 
 func newScanCmd(s *streams) *cobra.Command {
@@ -46,7 +52,14 @@ func newScanCmd(s *streams) *cobra.Command {
 		Long: `Fetch URL/.well-known/agent-manifest, validate and score it, and show a
 0–100 risk view: LOW at 80 and above, MEDIUM at 50 and above, HIGH below.
 
-Exit status: 0 when the manifest was fetched and is valid, 1 otherwise.`,
+The findings (errors, high-risk findings, warnings) are those iatp verify
+reports for the same manifest, in the same words. A peer running the
+widely installed Python package has no training_consent term in its score
+(PROTOCOL §2): scan shows its score too when it differs.
+
+Exit status: 0 when the manifest was fetched and is valid (warnings
+allowed); 1 when it cannot be fetched, is invalid or is high-risk; 2 on
+bad arguments.`,
 		Args: exactArgs(1, "the agent's URL"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout <= 0 {
@@ -56,28 +69,33 @@ Exit status: 0 when the manifest was fetched and is valid, 1 otherwise.`,
 			if err != nil {
 				return usagef("%v", err)
 			}
-			m, rep, err := fetchManifest(cmd.Context(), target, timeout)
+			m, f, err := fetchManifest(cmd.Context(), target, timeout)
 			if err != nil {
 				return failf("scan %s: %v", target, err)
 			}
 			res := scanResult{
-				Status:           "success",
-				URL:              target,
-				AgentID:          m.AgentID(),
-				TrustScore:       m.TrustScore() * 10,
-				TrustLevel:       string(m.TrustLevel),
-				Reversibility:    string(m.Reversibility.Level),
-				Retention:        string(m.Privacy.RetentionPolicy),
-				ProvenTrustScore: m.ScoreAs(manifest.CapTrustLevel(m.TrustLevel, manifest.Proof{})) * 10,
-				Warnings:         append(rep.Errors, rep.Warnings...), // only contradictions remain here
+				Status: "success", Verdict: f.Verdict(), URL: target, AgentID: m.AgentID(), RiskLevel: "HIGH",
+				TrustLevel: string(m.TrustLevel), Reversibility: string(m.Reversibility.Level), Retention: string(m.Privacy.RetentionPolicy),
+				Findings: *f,
 			}
-			res.RiskLevel = riskLevel(res.TrustScore)
+			if f.FieldsValid() {
+				score, proven, peer := m.TrustScore()*10, m.ScoreAs(manifest.CapTrustLevel(m.TrustLevel, manifest.Proof{}))*10, m.PeerTrustScore()*10
+				res.TrustScore, res.ProvenTrustScore, res.PeerTrustScore = &score, &proven, &peer
+				res.RiskLevel = riskLevel(score)
+			}
+			if res.Verdict != manifest.VerdictValid {
+				res.Status = "fail"
+			}
 			if asJSON {
-				enc := json.NewEncoder(s.out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				if err := encodeJSONIndent(s.out, res); err != nil {
+					return err
+				}
+			} else {
+				printScan(s.out, &res, m, verbose)
 			}
-			printScan(s.out, &res, m, verbose)
+			if res.Status != "success" {
+				return silentFail
+			}
 			return nil
 		},
 	}
@@ -108,9 +126,10 @@ func manifestURL(raw string) (string, error) {
 	return strings.TrimRight(u.String(), "/") + "/.well-known/agent-manifest", nil
 }
 
-// fetchManifest GETs and parses a manifest, bounding time and size, and
-// says which step failed.
-func fetchManifest(ctx context.Context, target string, timeout time.Duration) (*manifest.Manifest, *manifest.Report, error) {
+// fetchManifest GETs and assesses a manifest, bounding time and size, and
+// says which step failed. An invalid manifest is returned with its findings,
+// not as an error.
+func fetchManifest(ctx context.Context, target string, timeout time.Duration) (*manifest.Manifest, *manifest.Findings, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
@@ -137,18 +156,11 @@ func fetchManifest(ctx context.Context, target string, timeout time.Duration) (*
 	if !json.Valid(body) {
 		return nil, nil, fmt.Errorf("response body is not JSON (%s)", describeBody(body, resp.Header.Get("Content-Type")))
 	}
-	m, rep, err := manifest.Inspect(body)
+	m, f, err := manifest.Assess(body)
 	if err != nil {
 		return nil, nil, fmt.Errorf("manifest invalid: %v", err)
 	}
-	if !rep.FieldsValid() {
-		var parts []string
-		for _, p := range rep.Errors {
-			parts = append(parts, p.String())
-		}
-		return nil, nil, fmt.Errorf("manifest invalid: %s", strings.Join(parts, "; "))
-	}
-	return m, rep, nil
+	return m, f, nil
 }
 
 func describeFetchError(err error, timeout time.Duration) error {
@@ -189,10 +201,20 @@ func riskLevel(score100 int) string {
 
 func printScan(w io.Writer, res *scanResult, m *manifest.Manifest, verbose bool) {
 	fmt.Fprintf(w, "Scanned %s\n\n", res.URL)
-	fmt.Fprintf(w, "Trust score: %d/100 (%s risk)\n", res.TrustScore, res.RiskLevel)
-	if res.ProvenTrustScore != res.TrustScore {
+	if res.TrustScore == nil {
+		fmt.Fprintf(w, "Trust score: - (the manifest is invalid)\n")
+		printFindings(w, &res.Findings)
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, verdictLine(&res.Findings, "Its operator must fix the fields named above (iatp verify on the file says the same)."))
+		return
+	}
+	fmt.Fprintf(w, "Trust score: %d/100 (%s risk)\n", *res.TrustScore, res.RiskLevel)
+	if *res.ProvenTrustScore != *res.TrustScore {
 		fmt.Fprintf(w, "  With unproven claims capped: %d/100 — the claimed level %s is not proven by an attestation or a signature here.\n",
-			res.ProvenTrustScore, res.TrustLevel)
+			*res.ProvenTrustScore, res.TrustLevel)
+	}
+	if *res.PeerTrustScore != *res.TrustScore {
+		fmt.Fprintf(w, "  A peer running the Python package: %d/100 — its score has no training_consent term (PROTOCOL §2).\n", *res.PeerTrustScore)
 	}
 	fmt.Fprintf(w, "\nAgent profile:\n")
 	fmt.Fprintf(w, "  Agent ID:       %s\n", res.AgentID)
@@ -210,12 +232,10 @@ func printScan(w io.Writer, res *scanResult, m *manifest.Manifest, verbose bool)
 	if m.Privacy.TrainingConsent {
 		indicator(w, false, "", "may train on your data")
 	}
-	for _, p := range res.Warnings {
-		fmt.Fprintf(w, "  ! %s\n", p)
-	}
 	if verbose {
 		printCapabilities(w, m)
 	}
+	printFindings(w, &res.Findings)
 	if res.RiskLevel == "HIGH" {
 		fmt.Fprintf(w, "\nRecommendations (HIGH risk):\n")
 		fmt.Fprintf(w, "  - Do not send it personal, payment or secret data.\n")
@@ -224,6 +244,8 @@ func printScan(w io.Writer, res *scanResult, m *manifest.Manifest, verbose bool)
 		}
 		fmt.Fprintf(w, "  - Put an iatp sidecar in front of calls to it: requests will need a user override and are quarantined.\n")
 	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, verdictLine(&res.Findings, ""))
 }
 
 func indicator(w io.Writer, good bool, goodText, badText string) {

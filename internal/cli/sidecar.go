@@ -1,13 +1,9 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +18,7 @@ func newSidecarCmd(s *streams) *cobra.Command {
 		logFormat   string
 		logLevel    string
 		requireAuth bool
+		asJSON      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "sidecar",
@@ -39,29 +36,25 @@ IATP_AGENT_ID, IATP_TRUST_LEVEL, IATP_REVERSIBILITY, IATP_RETENTION,
 IATP_HUMAN_IN_LOOP, IATP_TRAINING_CONSENT, IATP_TRUSTED_USER_OVERRIDE_TOKEN,
 IATP_ADMIN_TOKEN), then the --config file; docs/configuration.md lists every
 key. SIGINT or SIGTERM stops it gracefully.`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{annotationJSON: "log"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if asJSON {
+				if cmd.Flags().Changed("log-format") && logFormat != "json" {
+					return usagef("--json logs as JSON, but --log-format says %s: drop one of them", logFormat)
+				}
+				logFormat = "json"
+			}
 			logger, err := newLogger(s, logFormat, logLevel)
 			if err != nil {
 				return usagef("%v", err)
 			}
-			var file *config.File
-			dir := ""
-			if configPath != "" {
-				if file, err = config.Load(configPath); err != nil {
-					if errors.Is(err, fs.ErrNotExist) {
-						return usagef("config: %v", err)
-					}
-					return failf("config: %v", err)
-				}
-				dir = filepath.Dir(configPath)
-			}
 			if cmd.Flags().Changed("require-authenticated-callers") {
 				flags.RequireAuthenticatedCallers = &requireAuth
 			}
-			cfg, src, err := config.Resolve(file, dir, os.Getenv, flags)
+			cfg, src, err := loadSidecarConfig(configPath, os.Getenv, flags)
 			if err != nil {
-				return failf("cannot start the sidecar:\n%v", indent(err.Error()))
+				return logStartFailure(logger, logFormat == "json", err)
 			}
 			for _, w := range src.Warnings {
 				logger.Warn(w)
@@ -69,11 +62,12 @@ key. SIGINT or SIGTERM stops it gracefully.`,
 			cfg.Logger = logger
 			sc, err := sidecar.New(cfg)
 			if err != nil {
-				return failf("cannot start the sidecar: %v", err)
+				return logStartFailure(logger, logFormat == "json", failf("%v", explainStartError(err, cfg)))
 			}
 			logger.Info("protecting agent", "agent_id", sc.Manifest().AgentID(), "manifest", src.Manifest, "data_dir", cfg.DataDir)
+			warnIfAgentUnreachable(cmd.Context(), logger, cfg.AgentURL)
 			if err := sc.Run(cmd.Context()); err != nil {
-				return failf("%v", err)
+				return logStartFailure(logger, logFormat == "json", failf("%v", explainServeError(err, cfg.Listen)))
 			}
 			logger.Info("iatp sidecar stopped")
 			return nil
@@ -93,6 +87,7 @@ key. SIGINT or SIGTERM stops it gracefully.`,
 	f.BoolVar(&flags.RecorderRecover, "recorder-recover", false, "start a new recorder chain when the existing log fails verification (the old files are kept aside)")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.BoolVar(&asJSON, "json", false, "log as JSON, start-up errors included (same as --log-format json)")
 	return cmd
 }
 
@@ -111,5 +106,3 @@ func newLogger(s *streams, format, level string) (*slog.Logger, error) {
 	}
 	return nil, fmt.Errorf("--log-format %q: use text or json", format)
 }
-
-func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }

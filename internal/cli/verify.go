@@ -14,13 +14,13 @@ import (
 
 // verifyResult is the --json output of iatp verify.
 type verifyResult struct {
-	Status     string             `json:"status"` // success | fail
-	File       string             `json:"file"`
-	AgentID    string             `json:"agent_id"`
-	TrustLevel string             `json:"trust_level"`
-	TrustScore *int               `json:"trust_score"` // null when fields are invalid
-	Errors     []manifest.Problem `json:"errors"`
-	Warnings   []manifest.Problem `json:"warnings"`
+	Status     string           `json:"status"`  // success (exit 0) | fail (exit 1)
+	Verdict    manifest.Verdict `json:"verdict"` // valid | high-risk | invalid
+	File       string           `json:"file"`
+	AgentID    string           `json:"agent_id"`
+	TrustLevel string           `json:"trust_level"`
+	TrustScore *int             `json:"trust_score"` // null when fields are invalid
+	manifest.Findings
 }
 
 func newVerifyCmd(s *streams) *cobra.Command {
@@ -30,9 +30,16 @@ func newVerifyCmd(s *streams) *cobra.Command {
 		Short: "Validate a capability manifest (JSON or YAML, either shape) and show its trust score",
 		Long: `Validate a capability manifest and show its trust score.
 
-Exit status: 0 when valid (warnings allowed), 1 when invalid or its claims
-contradict each other, 2 when the file cannot be read.`,
-		Args: exactArgs(1, "a manifest file"),
+Every finding is an error (the manifest is invalid: a sidecar refuses it), a
+high-risk finding (well-formed, and a sidecar serves it with a warning, but
+callers cannot depend on it, such as an untrusted agent with no
+reversibility) or a warning. iatp scan and the sidecar's start-up log report
+the same findings in the same words.
+
+Exit status: 0 when valid (warnings allowed), 1 when invalid or high-risk,
+2 when the file cannot be read.`,
+		Args:              exactArgs(1, "a manifest file"),
+		ValidArgsFunction: manifestFileCompletion,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
 			data, err := manifest.ReadFile(path)
@@ -44,31 +51,32 @@ contradict each other, 2 when the file cannot be read.`,
 					return usagef("%v", err)
 				}
 			}
-			res := verifyResult{File: path, Errors: []manifest.Problem{}, Warnings: []manifest.Problem{}}
+			res := verifyResult{File: path}
 			var m *manifest.Manifest
 			if err == nil {
-				var rep *manifest.Report
-				m, rep, err = manifest.Inspect(data)
-				if err == nil {
-					res.Errors, res.Warnings = rep.Errors, rep.Warnings
+				var f *manifest.Findings
+				if m, f, err = manifest.Assess(data); err == nil {
+					res.Findings = *f
 					res.AgentID, res.TrustLevel = m.AgentID(), string(m.TrustLevel)
-					if rep.FieldsValid() {
+					if f.FieldsValid() {
 						score := m.TrustScore()
 						res.TrustScore = &score
 					}
 				}
 			}
 			if err != nil { // not a manifest at all
-				res.Errors = []manifest.Problem{{Message: err.Error()}}
+				res.Findings = manifest.Findings{
+					Errors:   []manifest.Problem{{Severity: manifest.SeverityError, Message: err.Error()}},
+					HighRisk: []manifest.Problem{}, Warnings: []manifest.Problem{},
+				}
 			}
+			res.Verdict = res.Findings.Verdict()
 			res.Status = "success"
-			if len(res.Errors) > 0 {
+			if res.Verdict != manifest.VerdictValid {
 				res.Status = "fail"
 			}
 			if asJSON {
-				enc := json.NewEncoder(s.out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(res); err != nil {
+				if err := encodeJSONIndent(s.out, res); err != nil {
 					return err
 				}
 			} else {
@@ -101,24 +109,42 @@ func printVerify(w io.Writer, res *verifyResult, m *manifest.Manifest, verbose b
 		spec, _ := json.MarshalIndent(m, "  ", "  ")
 		fmt.Fprintf(w, "\nParsed manifest (spec shape):\n  %s\n", spec)
 	}
-	if len(res.Errors) > 0 {
-		fmt.Fprintf(w, "\nErrors:\n")
-		for _, p := range res.Errors {
-			fmt.Fprintf(w, "  ✗ %s\n", p)
-		}
-	}
-	if len(res.Warnings) > 0 {
-		fmt.Fprintf(w, "\nWarnings:\n")
-		for _, p := range res.Warnings {
-			fmt.Fprintf(w, "  ! %s\n", p)
-		}
-	}
+	printFindings(w, &res.Findings)
 	fmt.Fprintln(w)
-	if res.Status == "success" {
-		fmt.Fprintf(w, "✓ Valid manifest (%s).\n", plural(len(res.Warnings), "warning"))
-	} else {
-		fmt.Fprintf(w, "✗ Invalid manifest (%s). Fix the fields named above and run iatp verify again.\n", plural(len(res.Errors), "error"))
+	fmt.Fprintln(w, verdictLine(&res.Findings, "Fix the fields named above and run iatp verify again."))
+}
+
+// printFindings lists every finding of a manifest as iatp verify and iatp
+// scan both show them: ✗ for errors and high-risk findings, ! for warnings,
+// each in the words of manifest.Problem.String.
+func printFindings(w io.Writer, f *manifest.Findings) {
+	all := f.All()
+	if len(all) == 0 {
+		return
 	}
+	fmt.Fprintf(w, "\nFindings:\n")
+	for _, p := range all {
+		mark := "✗"
+		if p.Severity == manifest.SeverityWarning {
+			mark = "!"
+		}
+		fmt.Fprintf(w, "  %s %s\n", mark, p)
+	}
+}
+
+// verdictLine is the last line of iatp verify and iatp scan: the verdict,
+// what each reader does with such a manifest, and what to do next (fix, for
+// an invalid manifest).
+func verdictLine(f *manifest.Findings, fix string) string {
+	switch f.Verdict() {
+	case manifest.VerdictInvalid:
+		return fmt.Sprintf("✗ Invalid manifest (%s): a sidecar refuses to start with it. %s", plural(len(f.Errors), "error"), fix)
+	case manifest.VerdictHighRisk:
+		return fmt.Sprintf("✗ High-risk manifest (%s): well-formed, so a sidecar serves it and logs the same finding at start,\n"+
+			"  but callers cannot depend on this agent. Change the claims named above, or do not publish it.",
+			plural(len(f.HighRisk), "high-risk finding"))
+	}
+	return fmt.Sprintf("✓ Valid manifest (%s).", plural(len(f.Warnings), "warning"))
 }
 
 func printCapabilities(w io.Writer, m *manifest.Manifest) {

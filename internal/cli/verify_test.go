@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/iatp/iatp/manifest"
 )
 
 func TestVerifyExamples(t *testing.T) {
@@ -13,14 +15,15 @@ func TestVerifyExamples(t *testing.T) {
 		file     string
 		wantCode int
 		score    int
+		verdict  manifest.Verdict
 	}{
-		{"secure_bank.json", 0, 10},
-		{"untrusted_honeypot.json", 1, 0},
-		{"standard_agent.json", 0, 8},
-		{"reviewer_agent.json", 0, 7},
-		{"coder_agent.json", 0, 10},
-		{"booking_agent.json", 0, 10},
-		{"research_agent.yaml", 0, 5},
+		{"secure_bank.json", 0, 10, manifest.VerdictValid},
+		{"untrusted_honeypot.json", 1, 0, manifest.VerdictHighRisk}, // well-formed, not invalid
+		{"standard_agent.json", 0, 8, manifest.VerdictValid},
+		{"reviewer_agent.json", 0, 7, manifest.VerdictValid},
+		{"coder_agent.json", 0, 10, manifest.VerdictValid},
+		{"booking_agent.json", 0, 10, manifest.VerdictValid},
+		{"research_agent.yaml", 0, 5, manifest.VerdictValid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -42,8 +45,8 @@ func TestVerifyExamples(t *testing.T) {
 				t.Errorf("trust_score = %v, want %d", res.TrustScore, tt.score)
 			}
 			wantStatus := map[int]string{0: "success", 1: "fail"}[tt.wantCode]
-			if res.Status != wantStatus {
-				t.Errorf("status = %q, want %q", res.Status, wantStatus)
+			if res.Status != wantStatus || res.Verdict != tt.verdict {
+				t.Errorf("status, verdict = %q, %q; want %q, %q", res.Status, res.Verdict, wantStatus, tt.verdict)
 			}
 		})
 	}

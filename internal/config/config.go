@@ -103,6 +103,8 @@ type Identity struct {
 
 // Load reads and strictly decodes a configuration file: an unknown key is
 // an error naming it, so a typo does not silently fall back to a default.
+// As with Parse, a file with unknown keys or values of the wrong type is
+// returned, partly decoded, together with the error.
 func Load(path string) (*File, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -120,6 +122,13 @@ func Load(path string) (*File, error) {
 }
 
 // Parse decodes a configuration document; name is used in errors.
+//
+// Every unknown key and every value of the wrong type is reported, each as
+// "NAME:LINE: problem (remedy)" — an unknown key with the nearest known key
+// ("did you mean agent_timeout?") — joined with errors.Join. The file is
+// then returned too, decoded except for those keys, so that a caller can
+// report the problems of the rest of its configuration in the same run. On a
+// YAML syntax error, which stops decoding, the file is nil.
 func Parse(data []byte, name string) (*File, error) {
 	var cfg File
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -128,11 +137,15 @@ func Parse(data []byte, name string) (*File, error) {
 		if errors.Is(err, io.EOF) {
 			return &cfg, nil // an empty file is the defaults
 		}
-		return nil, fmt.Errorf("%s: %w", name, err)
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return &cfg, explainTypeErrors(name, te)
+		}
+		return nil, explainSyntaxError(name, err)
 	}
 	var extra any
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: holds more than one YAML document", name)
+		return nil, fmt.Errorf("%s: holds more than one YAML document: remove every line \"---\" after the first document", name)
 	}
 	return &cfg, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/iatp/iatp/identity"
 	"github.com/iatp/iatp/manifest"
+	"github.com/iatp/iatp/policy"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -17,11 +18,19 @@ const bank = "../../examples/manifests/secure_bank.json"
 
 func TestLoadStrict(t *testing.T) {
 	for _, tt := range []struct{ doc, want string }{
-		{"agent_url: http://x\nlisen: :80\n", "field lisen not found"},
-		{"policy:\n  warn_bellow: 3\n", "field warn_bellow not found"},
-		{"agent_timeout: soon\n", "cannot unmarshal"},
-		{"a: 1\n---\nb: 2\n", "field a not found"},
+		{"agent_url: http://x\nlisen: :80\n", "c.yaml:2: unknown key lisen (did you mean listen?)"},
+		{"policy:\n  warn_bellow: 3\n", "c.yaml:2: unknown key warn_bellow (did you mean warn_below?)"},
+		{"recorder:\n  recover: 1\n  sinc: batch\n", "c.yaml:3: unknown key sinc (did you mean sync?)"},
+		{"identity:\n  public: https://x\n", "c.yaml:2: unknown key public (did you mean public_url?)"},
+		{"zzz: 1\n", "c.yaml:1: unknown key zzz (docs/configuration.md lists every key)"},
+		{"agent_timeout: soon\n", `c.yaml:1: "soon" is not a duration: write a number with a unit, such as 500ms`},
+		{"server:\n  idle_timeout: 30\n", `c.yaml:2: "30" is not a duration`},
+		{"max_body_bytes: 10MiB\n", `c.yaml:1: "10MiB" is not a whole number (sizes are in bytes, without a suffix)`},
+		{"redact_forwarded: maybe\n", `c.yaml:1: "maybe" is not a boolean: write true or false`},
+		{"a: 1\n---\nb: 2\n", "c.yaml:1: unknown key a"},
 		{"agent_url: x\n---\nlisten: y\n", "more than one YAML document"},
+		{"agent_url: x\n  listen: y\n", "c.yaml:2: YAML syntax error: mapping values are not allowed in this context (check the indentation"},
+		{"agent_url: x\n\tlisten: y\n", "YAML indents with spaces, not tabs"},
 	} {
 		if _, err := Parse([]byte(tt.doc), "c.yaml"); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Parse(%q) error %v, want %q", tt.doc, err, tt.want)
@@ -112,7 +121,7 @@ func TestManifestFromEnv(t *testing.T) {
 	if len(src.Warnings) != 1 || !strings.Contains(src.Warnings[0], "IATP_RETENTION is not set") {
 		t.Errorf("warnings %q, want one about IATP_RETENTION", src.Warnings)
 	}
-	cfg, _, err = Resolve(nil, "", env(map[string]string{"IATP_AGENT_ID": "env-agent"}), Flags{Manifest: bank})
+	cfg, _, err = Resolve(nil, "", env(map[string]string{"IATP_AGENT_ID": "env-agent"}), Flags{Manifest: bank, AgentURL: "http://a"})
 	if err != nil || cfg.Manifest.AgentID() != "secure-bank-agent" {
 		t.Errorf("flag manifest: %v", err)
 	}
@@ -132,6 +141,83 @@ func TestResolveErrors(t *testing.T) {
 	}
 }
 
+// TestParseKeepsTheRest checks that a file with unknown keys and wrong
+// types comes back decoded except for them, with every problem at once.
+func TestParseKeepsTheRest(t *testing.T) {
+	f, err := Parse([]byte("agent_url: http://127.0.0.1:8000\nagent_timout: 5s\nlisten: :9000\nrecorder:\n  sinc: batch\n"), "c.yaml")
+	if f == nil || f.AgentURL != "http://127.0.0.1:8000" || f.Listen != ":9000" {
+		t.Errorf("partly decoded file = %+v", f)
+	}
+	if got := len(unjoin(err)); got != 2 {
+		t.Errorf("%d problems, want 2: %v", got, err)
+	}
+}
+
+// TestResolveListenAndAgentURL checks the remedies given for the usual
+// slips in addresses, each naming where the value came from.
+func TestResolveListenAndAgentURL(t *testing.T) {
+	tests := []struct {
+		name  string
+		file  *File
+		env   map[string]string
+		flags Flags
+		want  string // "" for no error
+	}{
+		{"bare port flag", nil, nil, Flags{Listen: "8011"}, `--listen "8011" has no host: did you mean 127.0.0.1:8011 (this machine only) or :8011 (every interface)?`},
+		{"bare port in file", &File{Listen: "8011"}, nil, Flags{}, `listen "8011" has no host: did you mean 127.0.0.1:8011`},
+		{"not an address", nil, nil, Flags{Listen: "localhost"}, `--listen "localhost" is not host:port: write, for example, 127.0.0.1:8001`},
+		{"port out of range", nil, nil, Flags{Listen: ":70000"}, `--listen ":70000": the port must be a number from 1 to 65535`},
+		{"every interface", nil, nil, Flags{Listen: ":8011"}, ""},
+		{"agent URL without scheme", nil, nil, Flags{AgentURL: "localhost:8000"}, `--agent-url "localhost:8000" is not an absolute http:// or https:// URL: did you mean http://localhost:8000?`},
+		{"agent URL from env", nil, map[string]string{"IATP_AGENT_URL": "ftp://x"}, Flags{}, `IATP_AGENT_URL "ftp://x" is not an absolute http:// or https:// URL`},
+		{"agent URL from file", &File{AgentURL: "127.0.0.1:8000"}, nil, Flags{}, `agent_url "127.0.0.1:8000" is not an absolute http:// or https:// URL: did you mean http://127.0.0.1:8000?`},
+		{"no agent URL", nil, nil, Flags{AgentURL: "-"}, "no agent URL: give --agent-url URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			flags := tt.flags
+			flags.Manifest = bank
+			switch {
+			case flags.AgentURL == "-":
+				flags.AgentURL = ""
+			case flags.AgentURL == "" && tt.env == nil && (tt.file == nil || tt.file.AgentURL == ""):
+				flags.AgentURL = "http://127.0.0.1:8000"
+			}
+			_, _, err := Resolve(tt.file, ".", env(tt.env), flags)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("unexpected error: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestResolveReportsEverything checks that problems from every source come
+// back together.
+func TestResolveReportsEverything(t *testing.T) {
+	warn := 20
+	file := &File{Listen: "8011", Policy: policy.Config{WarnBelow: &warn}, Manifest: "absent.json"}
+	_, _, err := Resolve(file, t.TempDir(), env(map[string]string{"IATP_PORT": "x"}), Flags{AgentURL: "localhost:8000"})
+	for _, want := range []string{`listen "8011" has no host`, `IATP_PORT="x"`, "policy.warn_below: 20 is outside 0–11", `--agent-url "localhost:8000"`, "absent.json: no such file or directory (check the path"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
+	}
+}
+
+// unjoin returns the errors joined in err.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err == nil {
+		return nil
+	}
+	return []error{err}
+}
+
 func TestIdentityFromFiles(t *testing.T) {
 	dir := t.TempDir()
 	k, _ := identity.GenerateKey(nil)
@@ -144,7 +230,7 @@ func TestIdentityFromFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	abs, _ := filepath.Abs(bank)
-	file := &File{Manifest: abs, AdminTokenFile: "admin.token", Identity: Identity{
+	file := &File{AgentURL: "http://127.0.0.1:8000", Manifest: abs, AdminTokenFile: "admin.token", Identity: Identity{
 		Key:           "caller.key",
 		TrustedAgents: map[string]string{"inline": identity.FormatPublicKey(k.PublicKey()), "by-file": "caller.pub"},
 	}}

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,11 +15,13 @@ import (
 
 	"github.com/iatp/iatp/identity"
 	"github.com/iatp/iatp/manifest"
+	"github.com/iatp/iatp/policy"
 	"github.com/iatp/iatp/recorder"
 	"github.com/iatp/iatp/sidecar"
 )
 
-// DefaultDataDir is the data directory when none is configured.
+// DefaultDataDir is the data directory when none is configured (iatp
+// sidecar --data-dir, data_dir in the file); iatp audit reads the same.
 const DefaultDataDir = "./iatp-data"
 
 // Flags are the command-line flags of iatp sidecar; empty values were not given.
@@ -62,7 +66,20 @@ func Resolve(file *File, configDir string, getenv func(string) string, flags Fla
 	}
 
 	cfg.AgentURL = first(flags.AgentURL, getenv("IATP_AGENT_URL"), file.AgentURL)
+	switch {
+	case flags.AgentURL != "":
+		checkAgentURL("--agent-url", cfg.AgentURL, bad)
+	case getenv("IATP_AGENT_URL") != "":
+		checkAgentURL("IATP_AGENT_URL", cfg.AgentURL, bad)
+	case file.AgentURL != "":
+		checkAgentURL("agent_url", cfg.AgentURL, bad)
+	default:
+		bad(errors.New("no agent URL: give --agent-url URL (the agent to protect, such as http://127.0.0.1:8000), set IATP_AGENT_URL, or set agent_url: in the config file"))
+	}
 	cfg.Listen = first(file.Listen, sidecar.DefaultListen)
+	if file.Listen != "" {
+		checkListen("listen", file.Listen, bad)
+	}
 	if p := getenv("IATP_PORT"); p != "" {
 		port, err := parsePort(p)
 		if err != nil {
@@ -77,6 +94,7 @@ func Resolve(file *File, configDir string, getenv func(string) string, flags Fla
 	}
 	if flags.Listen != "" {
 		cfg.Listen = flags.Listen
+		checkListen("--listen", flags.Listen, bad)
 	}
 	cfg.DataDir = first(flags.DataDir, file.DataDir, DefaultDataDir)
 
@@ -114,6 +132,9 @@ func Resolve(file *File, configDir string, getenv func(string) string, flags Fla
 	cfg.RateLimitPerMinute = file.RateLimit.RequestsPerMinute
 	cfg.RateLimitBurst = file.RateLimit.Burst
 	cfg.Policy = file.Policy
+	if _, err := policy.New(file.Policy); err != nil {
+		bad(err) // checked here too, to be reported with the rest
+	}
 
 	r := file.Recorder
 	switch r.Sync {
@@ -179,11 +200,44 @@ func first(vals ...string) string {
 
 func loadManifest(path string, bad func(error)) *manifest.Manifest {
 	m, err := manifest.ParseFile(path)
-	if err != nil {
-		bad(fmt.Errorf("manifest: %w", err))
-		return nil
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		bad(fmt.Errorf("manifest: %w (check the path: --manifest is relative to the working directory, manifest: in the file to the file's directory)", err))
+	case err != nil:
+		bad(fmt.Errorf("manifest: %w (iatp verify %s shows every finding)", err, path))
 	}
 	return m
+}
+
+// checkAgentURL reports an agent URL that is not an absolute http(s) URL,
+// suggesting the fix for the usual slip (a missing scheme).
+func checkAgentURL(src, raw string, bad func(error)) {
+	u, err := url.Parse(raw)
+	if err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" {
+		return
+	}
+	if !strings.Contains(raw, "://") {
+		bad(fmt.Errorf("%s %q is not an absolute http:// or https:// URL: did you mean http://%s?", src, raw, raw))
+		return
+	}
+	bad(fmt.Errorf("%s %q is not an absolute http:// or https:// URL, such as http://127.0.0.1:8000", src, raw))
+}
+
+// checkListen reports a listen address that is not host:port with a
+// numeric port, suggesting the two usual meanings of a bare port.
+func checkListen(src, addr string, bad func(error)) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		if n, err := strconv.Atoi(addr); err == nil && n >= 0 && n <= 65535 {
+			bad(fmt.Errorf("%s %q has no host: did you mean 127.0.0.1:%s (this machine only) or :%s (every interface)?", src, addr, addr, addr))
+			return
+		}
+		bad(fmt.Errorf("%s %q is not host:port: write, for example, 127.0.0.1:8001 (this machine only) or :8001 (every interface)", src, addr))
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		bad(fmt.Errorf("%s %q: the port must be a number from 1 to 65535", src, addr))
+	}
 }
 
 // secret returns the environment variable's value, else the file's inline
