@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -60,6 +61,12 @@ key. SIGINT or SIGTERM stops it gracefully.`,
 				logger.Warn(w)
 			}
 			cfg.Logger = logger
+			tp, shutdownTracing, err := sidecar.TracerProviderFromEnv(cmd.Context(), "iatp-sidecar")
+			if err != nil {
+				return logStartFailure(logger, logFormat == "json", failf("%v: check the OTEL_EXPORTER_OTLP_* variables", err))
+			}
+			defer func() { _ = shutdownTracing(context.Background()) }()
+			cfg.TracerProvider = tp
 			sc, err := sidecar.New(cfg)
 			if err != nil {
 				return logStartFailure(logger, logFormat == "json", failf("%v", explainStartError(err, cfg)))
@@ -76,6 +83,7 @@ key. SIGINT or SIGTERM stops it gracefully.`,
 	f := cmd.Flags()
 	f.StringVar(&flags.AgentURL, "agent-url", "", "the protected agent's URL (env IATP_AGENT_URL)")
 	f.StringVar(&flags.Listen, "listen", "", "address to listen on (default "+sidecar.DefaultListen+"; env IATP_PORT sets the port)")
+	f.StringVar(&flags.EgressListen, "egress-listen", "", "address of the egress proxy the agent calls others through (HTTP_PROXY; default "+sidecar.DefaultEgressListen+"; off turns it off)")
 	f.StringVar(&flags.Manifest, "manifest", "", "the agent's manifest, JSON or YAML, either shape")
 	f.StringVar(&configPath, "config", "", "YAML configuration file (policy, limits, tokens, recorder, identity)")
 	f.StringVar(&flags.DataDir, "data-dir", "", "directory for the sidecar's state (default "+config.DefaultDataDir+")")

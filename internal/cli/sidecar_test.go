@@ -156,7 +156,7 @@ func runSidecarBriefly(t *testing.T, args ...string) string {
 	defer cancel()
 	var logs syncBuffer
 	done := make(chan int, 1)
-	args = append([]string{"sidecar", "--manifest", exampleManifest("secure_bank.json"), "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0"}, args...)
+	args = append([]string{"sidecar", "--manifest", exampleManifest("secure_bank.json"), "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--egress-listen", "127.0.0.1:0"}, args...)
 	go func() { done <- Main(ctx, args, strings.NewReader(""), &bytes.Buffer{}, &logs) }()
 	deadline := time.After(10 * time.Second)
 	for !strings.Contains(logs.String(), "iatp sidecar serving") {

@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/iatp/iatp/client"
 	"github.com/iatp/iatp/policy"
 )
 
@@ -44,11 +45,44 @@ type File struct {
 	AdminToken        string `yaml:"admin_token"`
 	AdminTokenFile    string `yaml:"admin_token_file"`
 
+	// ManifestMaxAge is how long callers may use the served manifest before
+	// they revalidate it (Cache-Control: max-age).
+	ManifestMaxAge time.Duration `yaml:"manifest_max_age"`
+
 	RateLimit RateLimit     `yaml:"rate_limit"`
 	Policy    policy.Config `yaml:"policy"`
 	Recorder  Recorder      `yaml:"recorder"`
 	Server    Server        `yaml:"server"`
 	Identity  Identity      `yaml:"identity"`
+	Egress    Egress        `yaml:"egress"`
+}
+
+// Egress configures the egress proxy, through which the agent calls other
+// agents (PROTOCOL §0).
+type Egress struct {
+	// Listen is the proxy's address; "off" turns egress off.
+	Listen string `yaml:"listen"`
+	// ProxyToken (or ProxyTokenFile; IATP_EGRESS_TOKEN beats both) must be
+	// sent by the agent as Proxy-Authorization: Bearer.
+	ProxyToken     string `yaml:"proxy_token"`
+	ProxyTokenFile string `yaml:"proxy_token_file"`
+	// AllowConnect lets CONNECT (https://) targets through after the
+	// handshake, uninspected.
+	AllowConnect bool `yaml:"allow_connect"`
+	// RequireSignedManifests makes targets without a manifest signature
+	// by a pinned or attested key count as unknown.
+	RequireSignedManifests bool `yaml:"require_signed_manifests"`
+	// DiscoveryTTL, NegativeTTL, FetchTimeout and MaxTargets tune discovery.
+	DiscoveryTTL time.Duration `yaml:"discovery_ttl"`
+	NegativeTTL  time.Duration `yaml:"negative_ttl"`
+	FetchTimeout time.Duration `yaml:"fetch_timeout"`
+	MaxTargets   int           `yaml:"max_targets"`
+	// Timeout bounds a call up to the target's answer.
+	Timeout time.Duration `yaml:"timeout"`
+	// Policy is the egress policy (same keys as policy).
+	Policy policy.Config `yaml:"policy"`
+	// Targets add requirements per target or path.
+	Targets []client.TargetRule `yaml:"targets"`
 }
 
 // RateLimit is the per-caller rate limit.

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/iatp/iatp/client"
 	"github.com/iatp/iatp/identity"
 	"github.com/iatp/iatp/manifest"
 	"github.com/iatp/iatp/policy"
@@ -27,7 +28,9 @@ const DefaultDataDir = "./iatp-data"
 // Flags are the command-line flags of iatp sidecar; empty values were not given.
 type Flags struct {
 	AgentURL, Listen, Manifest, DataDir string
-	Key, Attestation                    string
+	// EgressListen is --egress-listen: an address, or "off".
+	EgressListen     string
+	Key, Attestation string
 	// TrustedAgents and ControlPlaneKeys are ID=PUBFILE pairs; they add to,
 	// and replace by id, those of the file.
 	TrustedAgents, ControlPlaneKeys []string
@@ -182,6 +185,30 @@ func Resolve(file *File, configDir string, getenv func(string) string, flags Fla
 	cfg.PublicURL = id.PublicURL
 	cfg.MaxClockSkew = id.MaxClockSkew
 	cfg.MaxAttestationAge = id.MaxAttestationAge
+	cfg.ManifestMaxAge = file.ManifestMaxAge
+
+	e := file.Egress
+	cfg.EgressListen = first(flags.EgressListen, e.Listen, sidecar.DefaultEgressListen)
+	switch {
+	case cfg.EgressListen == "off":
+		cfg.EgressListen = ""
+	case flags.EgressListen != "":
+		checkListen("--egress-listen", cfg.EgressListen, bad)
+	case e.Listen != "":
+		checkListen("egress.listen", cfg.EgressListen, bad)
+	}
+	cfg.Egress = sidecar.EgressConfig{
+		Policy: e.Policy, Targets: e.Targets, RequireSignedManifests: e.RequireSignedManifests, AllowConnect: e.AllowConnect,
+		ProxyToken:   secret("IATP_EGRESS_TOKEN", getenv, e.ProxyToken, rel(e.ProxyTokenFile), "egress.proxy_token_file", bad),
+		DiscoveryTTL: e.DiscoveryTTL, NegativeTTL: e.NegativeTTL, FetchTimeout: e.FetchTimeout, MaxTargets: e.MaxTargets,
+		Timeout: e.Timeout,
+	}
+	if _, err := policy.New(e.Policy); err != nil {
+		bad(fmt.Errorf("egress.%w", err))
+	}
+	if err := client.CheckRules(e.Targets); err != nil {
+		bad(fmt.Errorf("egress.%w", err))
+	}
 
 	if len(errs) > 0 {
 		return sidecar.Config{}, src, errors.Join(errs...)
