@@ -94,6 +94,15 @@ func TestHandshake(t *testing.T) {
 			}
 		})
 	}
+	t.Run("scan checks proofs too", func(t *testing.T) {
+		code, out, errOut := run(t, "scan", bank, "--trusted-key", cpPub)
+		if code != exitOK || !strings.Contains(out, "Proven against --trusted-key: attested → 100/100") {
+			t.Errorf("exit %d\n%s%s", code, out, errOut)
+		}
+		if _, out, _ := run(t, "scan", bank); strings.Contains(out, "Proven against") {
+			t.Errorf("without keys, scan claims a proof:\n%s", out)
+		}
+	})
 	t.Run("json", func(t *testing.T) {
 		code, out, _ := run(t, "handshake", "--json", bank, "--trusted-key", cpPub)
 		var res handshakeResult

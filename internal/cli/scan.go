@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/iatp/iatp/client"
 	"github.com/iatp/iatp/manifest"
 )
 
@@ -38,6 +39,9 @@ type scanResult struct {
 	// PeerTrustScore is the score a peer running the Python package
 	// computes: without the training_consent term (PROTOCOL §2).
 	PeerTrustScore *int `json:"peer_trust_score"`
+	// Proven says what the agent proved, checked against --trusted-key:
+	// attested, signed, or claimed (nothing); empty without --trusted-key.
+	Proven string `json:"proven,omitempty"`
 	manifest.Findings
 }
 
@@ -45,6 +49,7 @@ func newScanCmd(s *streams) *cobra.Command {
 	var (
 		asJSON, verbose bool
 		timeout         time.Duration
+		trusted         []string
 	)
 	cmd := &cobra.Command{
 		Use:   "scan URL",
@@ -83,6 +88,22 @@ bad arguments.`,
 				res.TrustScore, res.ProvenTrustScore, res.PeerTrustScore = &score, &proven, &peer
 				res.RiskLevel = riskLevel(score)
 			}
+			if len(trusted) > 0 && f.FieldsValid() {
+				keys, err := trustedKeys(trusted)
+				if err != nil {
+					return usagef("%v", err)
+				}
+				d, err := client.NewDiscoverer(client.DiscoveryConfig{PinnedKeys: keys, ControlPlaneKeys: keys, FetchTimeout: timeout})
+				if err != nil {
+					return usagef("%v", err)
+				}
+				t, err := d.Discover(cmd.Context(), strings.TrimSuffix(target, client.ManifestPath))
+				if err != nil {
+					return failf("scan %s: %v", target, err)
+				}
+				proven := m.ScoreAs(t.Level) * 10
+				res.ProvenTrustScore, res.Proven = &proven, t.Proven
+			}
 			if res.Verdict != manifest.VerdictValid {
 				res.Status = "fail"
 			}
@@ -102,6 +123,7 @@ bad arguments.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also print the agent's capabilities")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up on the agent after this long")
+	cmd.Flags().StringArrayVar(&trusted, "trusted-key", nil, "ID=PUBFILE or PUBFILE: check the manifest's signature and attestation against this key (repeatable)")
 	return cmd
 }
 
@@ -209,8 +231,11 @@ func printScan(w io.Writer, res *scanResult, m *manifest.Manifest, verbose bool)
 		return
 	}
 	fmt.Fprintf(w, "Trust score: %d/100 (%s risk)\n", *res.TrustScore, res.RiskLevel)
-	if *res.ProvenTrustScore != *res.TrustScore {
-		fmt.Fprintf(w, "  With unproven claims capped: %d/100 — the claimed level %s is not proven by an attestation or a signature here.\n",
+	switch {
+	case res.Proven != "":
+		fmt.Fprintf(w, "  Proven against --trusted-key: %s → %d/100.\n", res.Proven, *res.ProvenTrustScore)
+	case *res.ProvenTrustScore != *res.TrustScore:
+		fmt.Fprintf(w, "  With unproven claims capped: %d/100 — the claimed level %s is not proven by an attestation or a signature here (check them with --trusted-key).\n",
 			*res.ProvenTrustScore, res.TrustLevel)
 	}
 	if *res.PeerTrustScore != *res.TrustScore {
