@@ -79,7 +79,7 @@ func (f Forward) record(ctx context.Context, x *Exchange, status int, ctype stri
 	if x.Answer != nil {
 		latency = float64(x.Answer.Latency.Microseconds()) / 1000
 	}
-	x.Record(ctx, &recorder.Record{Kind: recorder.KindResponse, Decision: x.Decision.Outcome.String(),
+	x.Record(ctx, recorder.Record{Kind: recorder.KindResponse, Decision: x.Decision.Outcome.String(),
 		Payload: payload, Status: status, LatencyMs: latency, Details: d})
 	if f.Outcome != nil {
 		if bodyErr != nil {

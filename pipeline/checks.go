@@ -265,15 +265,16 @@ func (d Decide) Run(ctx context.Context, x *Exchange) *Refusal {
 		x.Target = policy.Target{Manifest: d.Manifest}
 		x.TargetID = d.Manifest.AgentID()
 	}
-	in := policy.Input{
+	in := &x.policyIn // kept in x: a local would escape to the heap
+	*in = policy.Input{
 		Direction: d.Direction,
 		Caller:    x.Caller,
 		Target:    x.Target,
-		Request:   policy.Request{Method: x.Method, Path: x.Path, Headers: x.Header.lowerMap, Body: x.Value},
+		Request:   policy.Request{Method: x.Method, Path: x.Path, Headers: &x.Header, Body: x.Value},
 		Sensitive: x.Found,
 		Require:   x.Require,
 	}
-	dec, err := d.Engine.Decide(ctx, &in)
+	dec, err := d.Engine.Decide(ctx, in)
 	if err != nil {
 		r := Refuse(http.StatusInternalServerError, PolicyError, "policy evaluation failed")
 		r.Cause = err
@@ -298,8 +299,12 @@ func (x *Exchange) withTarget(r *Refusal) *Refusal {
 	return r
 }
 
-// lowerMap returns the headers for operator rules: names in lower case,
+// HeaderMap returns the headers for operator rules: names in lower case,
 // repeated lines joined with ", " (RFC 9110 §5.3), credentials left out.
+func (f *Fields) HeaderMap() map[string]string {
+	return f.lowerMap()
+}
+
 func (f Fields) lowerMap() map[string]string {
 	out := make(map[string]string, len(f))
 	for _, h := range f {
@@ -351,7 +356,7 @@ func (o Override) Run(ctx context.Context, x *Exchange) *Refusal {
 			details, _ = EncodeJSON(map[string]any{"quarantine_session": o.Quarantine(x.TraceID, d.WarningText(), o.Clock())})
 		}
 		x.Quarantined = d.Quarantine
-		x.Record(ctx, &recorder.Record{Kind: recorder.KindUserOverride, Decision: "warn", Reasons: d.Warnings, Details: details})
+		x.Record(ctx, recorder.Record{Kind: recorder.KindUserOverride, Decision: "warn", Reasons: d.Warnings, Details: details})
 		return nil
 	}
 	x.Quarantined = d.Quarantine
@@ -386,7 +391,7 @@ func (RecordRequest) Run(ctx context.Context, x *Exchange) *Refusal {
 	if x.Decision.Outcome == policy.Warn {
 		outcome = "warn"
 	}
-	err := x.Record(ctx, &recorder.Record{Kind: recorder.KindRequest, Decision: outcome, Reasons: x.Decision.Warnings,
+	err := x.Record(ctx, recorder.Record{Kind: recorder.KindRequest, Decision: outcome, Reasons: x.Decision.Warnings,
 		Payload: x.Payload, Details: requestDetails(x, "")})
 	if err != nil {
 		r := Refuse(http.StatusInternalServerError, RecordFailed, "the flight recorder cannot record this request, so it was not forwarded")

@@ -205,7 +205,7 @@ func (RecordTunnel) Name() string { return "record" }
 // Run records x.
 func (RecordTunnel) Run(ctx context.Context, x *Exchange) *Refusal {
 	reasons := append([]string{"CONNECT tunnel: only the handshake was done; the body travels inside TLS and is not inspected"}, x.Decision.Warnings...)
-	if err := x.Record(ctx, &recorder.Record{Kind: recorder.KindRequest, Decision: x.Decision.Outcome.String(), Reasons: reasons,
+	if err := x.Record(ctx, recorder.Record{Kind: recorder.KindRequest, Decision: x.Decision.Outcome.String(), Reasons: reasons,
 		Details: requestDetails(x, "")}); err != nil {
 		r := Refuse(http.StatusInternalServerError, RecordFailed, "the flight recorder cannot record this request, so it was not forwarded")
 		r.Cause, r.Unrecorded = err, true

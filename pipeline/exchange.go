@@ -179,14 +179,17 @@ type Exchange struct {
 	// Reason of its refusal, or "forwarded".
 	Outcome Reason
 
-	scrub []byte    // pooled buffer behind Payload
-	pipe  *Pipeline // the pipeline serving x, for Record
-	refs  refCount  // holders of a streaming x (see Finish)
+	scrub    *[]byte         // pooled buffer behind Payload
+	policyIn policy.Input    // the policy's input, kept here so it does not escape
+	rec      recorder.Record // the record being written
+	pipe     *Pipeline       // the pipeline serving x, for Record
+	refs     refCount        // holders of a streaming x (see Finish)
 }
 
 // Record appends r to the flight recorder for x (see Pipeline.Record).
-func (x *Exchange) Record(ctx context.Context, r *recorder.Record) error {
-	return x.pipe.Record(ctx, x, r)
+func (x *Exchange) Record(ctx context.Context, r recorder.Record) error {
+	x.rec = r // kept in x: a record passed by pointer would escape
+	return x.pipe.Record(ctx, x, &x.rec)
 }
 
 // Answer is what goes back to the caller: the agent's answer with the

@@ -18,8 +18,8 @@ var scrubPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &
 
 func (x *Exchange) releaseScrub() {
 	if x.scrub != nil {
-		b := x.scrub[:0]
-		scrubPool.Put(&b)
+		*x.scrub = (*x.scrub)[:0]
+		scrubPool.Put(x.scrub)
 		x.scrub = nil
 	}
 }
@@ -64,7 +64,8 @@ func (p Parse) Run(_ context.Context, x *Exchange) *Refusal {
 		}
 		return Refuse(http.StatusBadRequest, BadBody, "Invalid JSON payload: "+err.Error())
 	}
-	x.scrub = parsed.Scrubbed
+	*bp = parsed.Scrubbed
+	x.scrub = bp
 	x.Payload = BoundedJSON(parsed.Scrubbed, p.MaxRecordPayload)
 	x.found(parsed.Found, "body")
 	x.Value = parsed.Value
@@ -134,7 +135,9 @@ func scanFields(x *Exchange, f Fields, where string) {
 		if strings.ContainsAny(h.Name, "0123456789@") {
 			s |= detect.ScanText(bytesOf(h.Name))
 		}
-		x.found(s, where+strings.ToLower(h.Name))
+		if s != 0 {
+			x.found(s, where+strings.ToLower(h.Name))
+		}
 	}
 }
 

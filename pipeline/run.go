@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -189,7 +191,8 @@ func (p *Pipeline) refused(ctx context.Context, x *Exchange, r *Refusal) *Answer
 		if r.Reason == Upstream || r.Reason == UpstreamTimeout || r.Reason == Canceled {
 			payload = nil // the request record holds it
 		}
-		p.Record(ctx, x, &recorder.Record{Kind: kind, Decision: r.Decision, Reasons: reasons,
+		x.pipe = p
+		x.Record(ctx, recorder.Record{Kind: kind, Decision: r.Decision, Reasons: reasons,
 			Payload: payload, Status: r.Status, Details: details})
 	}
 	if p.cfg.Observer != nil {
@@ -218,52 +221,117 @@ func (p *Pipeline) Record(ctx context.Context, x *Exchange, r *recorder.Record) 
 		r.CallerID = x.Caller.AgentID
 	}
 	r.Authenticated, r.Attested = x.Caller.Authenticated, x.Caller.Attested
-	_, err := p.cfg.Recorder.Append(context.WithoutCancel(ctx), r)
+	// The record is written whatever ctx says: what was decided or answered
+	// is never dropped because the caller went away.
+	_, err := p.cfg.Recorder.Append(context.Background(), r)
 	if err != nil && p.cfg.OnRecordError != nil {
 		p.cfg.OnRecordError(r, err)
 	}
 	return err
 }
 
-// details of the request, recorded with every record of an exchange.
-type details struct {
-	Kind        string   `json:"exchange,omitempty"`
-	Method      string   `json:"method,omitempty"`
-	Path        string   `json:"path,omitempty"`
-	Query       string   `json:"query,omitempty"`
-	Target      string   `json:"target,omitempty"`
-	Origin      string   `json:"origin,omitempty"`
-	Proven      string   `json:"proven,omitempty"`
-	TrustScore  *int     `json:"trust_score,omitempty"`
-	Quarantined bool     `json:"quarantined,omitempty"`
-	Overridden  bool     `json:"user_override,omitempty"`
-	Rule        string   `json:"rule,omitempty"`
-	Sensitive   []string `json:"sensitive,omitempty"`
-	Where       []string `json:"found_in,omitempty"`
-	Outcome     Reason   `json:"outcome,omitempty"`
-	OTelTrace   string   `json:"otel_trace_id,omitempty"`
-}
-
 // requestDetails describes x for a record: method, the recorded (scrubbed)
 // path and query, the decision's score and rule, what was found where.
+// Written by hand: it runs for most requests, and encoding/json costs
+// several allocations a call.
 func requestDetails(x *Exchange, outcome Reason) json.RawMessage {
-	d := details{Method: x.Method, Path: x.RecordedPath, Query: x.RecordedQuery,
-		Quarantined: x.Quarantined, Overridden: x.Overridden, Rule: x.Decision.Rule, Outcome: outcome, OTelTrace: x.OTelTraceID}
+	b := make([]byte, 0, 160)
+	b = append(b, '{')
+	field := func(name string) {
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(append(append(b, '"'), name...), `":`...)
+	}
+	str := func(name, v string) {
+		if v != "" {
+			field(name)
+			b = appendJSONString(b, v)
+		}
+	}
+	flag := func(name string, v bool) {
+		if v {
+			field(name)
+			b = append(b, "true"...)
+		}
+	}
+	list := func(name string, vs []string) {
+		if len(vs) > 0 {
+			field(name)
+			b = append(b, '[')
+			for i, v := range vs {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, v)
+			}
+			b = append(b, ']')
+		}
+	}
 	if x.Kind != Ingress {
-		d.Kind = x.Kind.String()
-		d.Target = x.TargetID
-		d.Origin, d.Proven = x.Origin, x.Proven
+		str("exchange", x.Kind.String())
+	}
+	str("method", x.Method)
+	str("path", x.RecordedPath)
+	str("query", x.RecordedQuery)
+	if x.Kind != Ingress {
+		str("target", x.TargetID)
+		str("origin", x.Origin)
+		str("proven", x.Proven)
 	}
 	if x.Target.Manifest != nil {
-		s := x.Decision.TrustScore
-		d.TrustScore = &s
+		field("trust_score")
+		b = strconv.AppendInt(b, int64(x.Decision.TrustScore), 10)
 	}
+	flag("quarantined", x.Quarantined)
+	flag("user_override", x.Overridden)
+	str("rule", x.Decision.Rule)
 	if x.Found != 0 {
-		d.Sensitive = x.Found.Names()
-		d.Where = x.Where
+		list("sensitive", x.Found.Names())
+		list("found_in", x.Where)
 	}
-	b, _ := EncodeJSON(d)
-	return b
+	str("outcome", string(outcome))
+	str("otel_trace_id", x.OTelTraceID)
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, invalid UTF-8 as U+FFFD, no HTML escaping.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20:
+				switch c {
+				case '\n':
+					b = append(b, '\\', 'n')
+				case '\r':
+					b = append(b, '\\', 'r')
+				case '\t':
+					b = append(b, '\\', 't')
+				default:
+					b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+				}
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, "\\ufffd"...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
 }
 
 // EncodeJSON is json.Marshal without HTML escaping: records and answers

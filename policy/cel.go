@@ -212,7 +212,7 @@ func (a *activation) ResolveName(name string) (any, bool) {
 			r := a.in.Request
 			headers := map[string]string{}
 			if r.Headers != nil {
-				headers = r.Headers()
+				headers = r.Headers.HeaderMap()
 			}
 			a.request = map[string]any{"method": r.Method, "path": r.Path, "headers": headers, "body": celValue(r.Body)}
 		}

@@ -146,15 +146,26 @@ type Target struct {
 type Request struct {
 	Method string
 	Path   string
-	// Headers returns the request's headers, names in lower case (one value
-	// each). It is called only when an operator rule reads request; nil
+	// Headers gives the request's headers, names in lower case (one value
+	// each). It is asked only when an operator rule reads request; nil
 	// means no headers.
-	Headers func() map[string]string
+	Headers HeaderMapper
 	// Body is the parsed JSON body (objects, arrays, strings, booleans,
 	// nil and numbers as json.Number), as the detector's single parse
 	// built it; nil when no operator rule reads the body.
 	Body any
 }
+
+// HeaderMapper gives a request's headers as operator rules see them.
+type HeaderMapper interface {
+	HeaderMap() map[string]string
+}
+
+// HeaderMap is a HeaderMapper of a fixed map.
+type HeaderMap map[string]string
+
+// HeaderMap returns m.
+func (m HeaderMap) HeaderMap() map[string]string { return m }
 
 // Direction says which side of the call the sidecar decides for.
 type Direction uint8

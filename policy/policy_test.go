@@ -231,13 +231,11 @@ func TestCELRules(t *testing.T) {
 	}
 	headers := map[string]string{"X-Feed": "allowed"}
 	req := func(body string, h map[string]string) Request {
-		return Request{Method: "POST", Path: "/proxy", Body: jsonBody(body), Headers: func() map[string]string {
-			out := map[string]string{}
-			for k, v := range h {
-				out[strings.ToLower(k)] = v
-			}
-			return out
-		}}
+		out := HeaderMap{}
+		for k, v := range h {
+			out[strings.ToLower(k)] = v
+		}
+		return Request{Method: "POST", Path: "/proxy", Body: jsonBody(body), Headers: out}
 	}
 	tests := []struct {
 		name string
