@@ -118,7 +118,9 @@ func (s *Sidecar) serveHealthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, requestTraceID(r), http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// serveReadyz says whether the agent accepts connections.
+// serveReadyz says whether the agent accepts connections. A change of
+// state is logged once (a warning when the agent goes away, info when it
+// is back), not every probe.
 func (s *Sidecar) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	traceID := requestTraceID(r)
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -126,11 +128,18 @@ func (s *Sidecar) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", s.agentAddr)
 	if err != nil {
-		s.fail(w, traceID, &pipeline.Refusal{Unrecorded: true, Status: http.StatusServiceUnavailable, Msg: "agent not reachable at " + s.agentAddr, Cause: err,
-			Fields: map[string]any{"status": "not ready"}})
+		if s.unready.CompareAndSwap(false, true) {
+			s.log.Warn("not ready: the agent does not accept connections", "agent", s.agentAddr, "err", err.Error(),
+				"fix", "check that the agent runs and listens there; /readyz answers 503 until it does")
+		}
+		writeError(w, traceID, &pipeline.Refusal{Status: http.StatusServiceUnavailable, Msg: "agent not reachable at " + s.agentAddr,
+			Fields: map[string]any{"status": "not ready"}, Unrecorded: true})
 		return
 	}
 	conn.Close()
+	if s.unready.CompareAndSwap(true, false) {
+		s.log.Info("ready again: the agent accepts connections", "agent", s.agentAddr)
+	}
 	writeJSON(w, traceID, http.StatusOK, map[string]string{"status": "ready", "agent_id": s.cfg.Manifest.AgentID()})
 }
 

@@ -57,8 +57,13 @@ func TestWellKnownAndHealth(t *testing.T) {
 			t.Errorf("GET slash: %d %s", r.status, r.body)
 		}
 		h.agent.srv.Close()
-		if r := h.do("GET", "/readyz", ""); r.status != 503 {
-			t.Errorf("readyz with the agent down: %d %s", r.status, r.body)
+		for range 3 {
+			if r := h.do("GET", "/readyz", ""); r.status != 503 {
+				t.Errorf("readyz with the agent down: %d %s", r.status, r.body)
+			}
+		}
+		if n := strings.Count(h.logs.String(), "not ready: the agent does not accept connections"); n != 1 {
+			t.Errorf("the agent going away was logged %d times, want once", n)
 		}
 	})
 }

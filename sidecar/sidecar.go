@@ -71,6 +71,7 @@ type Sidecar struct {
 	fastAdmin      fasthttp.RequestHandler
 
 	agentAddr string        // host:port of the agent
+	unready   atomic.Bool   // the last readiness probe failed
 	timeout   time.Duration // the agent timeout, or its SLA when shorter
 
 	closeOnce sync.Once

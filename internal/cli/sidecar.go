@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
@@ -46,7 +47,9 @@ key. SIGINT or SIGTERM stops it gracefully.`,
 				}
 				logFormat = "json"
 			}
-			logger, err := newLogger(s, logFormat, logLevel)
+			sink := newLogSink(s.err)
+			defer sink.Close()
+			logger, err := newLogger(sink, logFormat, logLevel)
 			if err != nil {
 				return usagef("%v", err)
 			}
@@ -99,8 +102,9 @@ key. SIGINT or SIGTERM stops it gracefully.`,
 	return cmd
 }
 
-// newLogger builds the structured logger the sidecar logs to (stderr).
-func newLogger(s *streams, format, level string) (*slog.Logger, error) {
+// newLogger builds the structured logger the sidecar logs to (stderr,
+// through a logSink).
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
@@ -108,9 +112,9 @@ func newLogger(s *streams, format, level string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(s.err, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(s.err, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: use text or json", format)
 }
