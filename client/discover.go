@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/iatp/iatp/identity"
+	"github.com/iatp/iatp/internal/wire"
 	"github.com/iatp/iatp/manifest"
 	"github.com/iatp/iatp/policy"
 )
@@ -400,16 +401,7 @@ func describeFetchError(err error, timeout time.Duration) string {
 }
 
 // readBounded reads at most limit bytes of r, failing beyond.
-func readBounded(r io.Reader, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("larger than %d bytes", limit)
-	}
-	return b, nil
-}
+func readBounded(r io.Reader, limit int64) ([]byte, error) { return wire.ReadAll(r, limit) }
 
 // ETag returns the entity tag a sidecar serves for a manifest document.
 func ETag(doc []byte) string {

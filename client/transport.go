@@ -38,13 +38,13 @@ func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	x.Header = fieldsOf(req.Header)
 	x.ContentType = req.Header.Get("Content-Type")
 	if req.Body != nil {
-		body, err := io.ReadAll(io.LimitReader(req.Body, c.cfg.MaxBodyBytes+1))
+		body, err := wire.ReadAll(req.Body, c.cfg.MaxBodyBytes)
 		req.Body.Close()
 		switch {
+		case errors.Is(err, wire.ErrTooLarge):
+			x.BodyErr = pipeline.ErrBodyTooLarge
 		case err != nil:
 			x.BodyErr = err
-		case int64(len(body)) > c.cfg.MaxBodyBytes:
-			x.BodyErr = pipeline.ErrBodyTooLarge
 		}
 		x.Body = body
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -17,6 +18,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/iatp/iatp/internal/wire"
 )
 
 // PublicKeyPrefix starts the textual form of a public key: "ed25519:<base64>".
@@ -205,7 +208,7 @@ func ReadPrivateKeyFile(path string) (PrivateKey, error) {
 		return PrivateKey{}, fmt.Errorf("%w: %s has mode %04o, readable or writable by group or others; fix it with: chmod 600 %s",
 			ErrKeyPermissions, path, perm, path)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
+	data, err := wire.ReadAll(f, maxKeyFileSize)
 	if err != nil {
 		return PrivateKey{}, fmt.Errorf("read private key: %w", err)
 	}
@@ -364,12 +367,9 @@ func readBounded(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
+	data, err := wire.ReadAll(f, limit)
+	if errors.Is(err, wire.ErrTooLarge) {
 		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrMalformed, path, limit)
 	}
-	return data, nil
+	return data, err
 }

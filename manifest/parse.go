@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/iatp/iatp/internal/wire"
 )
 
 // MaxSize is the largest manifest Parse accepts, in bytes.
@@ -60,12 +62,12 @@ func ReadFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(data) > MaxSize {
+	data, err := wire.ReadAll(f, MaxSize)
+	switch {
+	case errors.Is(err, wire.ErrTooLarge):
 		return nil, fmt.Errorf("%s: %w: larger than %d bytes", path, ErrNotManifest, MaxSize)
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return data, nil
 }

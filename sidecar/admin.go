@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -352,12 +351,12 @@ func readLimited(r *http.Request, limit int64) ([]byte, *pipeline.Refusal) {
 	if r.ContentLength > limit {
 		return nil, errorf(http.StatusRequestEntityTooLarge, "request body larger than the limit")
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		return nil, &pipeline.Refusal{Unrecorded: true, Status: http.StatusBadRequest, Msg: "cannot read the request body", Cause: err}
-	}
-	if int64(len(body)) > limit {
+	body, err := wire.ReadAll(r.Body, limit)
+	switch {
+	case errors.Is(err, wire.ErrTooLarge):
 		return nil, errorf(http.StatusRequestEntityTooLarge, "request body larger than the limit")
+	case err != nil:
+		return nil, &pipeline.Refusal{Unrecorded: true, Status: http.StatusBadRequest, Msg: "cannot read the request body", Cause: err}
 	}
 	return body, nil
 }

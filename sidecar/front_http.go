@@ -3,7 +3,6 @@ package sidecar
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -70,10 +69,10 @@ func readHTTPBody(r *http.Request, limit int64, x *pipeline.Exchange) {
 		x.BodyErr = pipeline.ErrBodyTooLarge
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	body, err := wire.ReadAll(r.Body, limit)
 	var mbe *http.MaxBytesError
 	switch {
-	case errors.As(err, &mbe), err == nil && int64(len(body)) > limit:
+	case errors.As(err, &mbe), errors.Is(err, wire.ErrTooLarge):
 		x.BodyErr = pipeline.ErrBodyTooLarge
 	case err != nil:
 		x.BodyErr = err

@@ -3,6 +3,7 @@ package cli
 import (
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/iatp/iatp/identity"
+	"github.com/iatp/iatp/internal/wire"
 )
 
 func newAttestCmd(s *streams) *cobra.Command {
@@ -294,14 +296,11 @@ func readFileOrStdin(stdin io.Reader, path string, limit int64) ([]byte, error) 
 		defer f.Close()
 		r = f
 	}
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
+	data, err := wire.ReadAll(r, limit)
+	if errors.Is(err, wire.ErrTooLarge) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
 	}
-	return data, nil
+	return data, err
 }
 
 // encodeJSONIndent prints v indented, without HTML escaping.

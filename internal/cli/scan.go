@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/iatp/iatp/client"
+	"github.com/iatp/iatp/internal/wire"
 	"github.com/iatp/iatp/manifest"
 )
 
@@ -168,12 +169,12 @@ func fetchManifest(ctx context.Context, target string, timeout time.Duration) (*
 	if resp.StatusCode != http.StatusOK {
 		return nil, nil, fmt.Errorf("HTTP status %d (%s): is this an iatp sidecar or an agent that publishes a manifest?", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, manifest.MaxSize+1))
-	if err != nil {
-		return nil, nil, describeFetchError(err, timeout)
-	}
-	if len(body) > manifest.MaxSize {
+	body, err := wire.ReadAll(resp.Body, manifest.MaxSize)
+	switch {
+	case errors.Is(err, wire.ErrTooLarge):
 		return nil, nil, fmt.Errorf("manifest larger than %d bytes", manifest.MaxSize)
+	case err != nil:
+		return nil, nil, describeFetchError(err, timeout)
 	}
 	if !json.Valid(body) {
 		return nil, nil, fmt.Errorf("response body is not JSON (%s)", describeBody(body, resp.Header.Get("Content-Type")))

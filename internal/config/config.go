@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/iatp/iatp/client"
+	"github.com/iatp/iatp/internal/wire"
 	"github.com/iatp/iatp/policy"
 )
 
@@ -145,12 +146,12 @@ func Load(path string) (*File, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(data) > MaxFileSize {
+	data, err := wire.ReadAll(f, MaxFileSize)
+	switch {
+	case errors.Is(err, wire.ErrTooLarge):
 		return nil, fmt.Errorf("%s: larger than %d bytes", path, MaxFileSize)
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return Parse(data, path)
 }

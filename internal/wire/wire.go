@@ -6,7 +6,9 @@
 package wire
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 )
 
@@ -309,4 +311,21 @@ func hasEncodedSeparator(s string) bool {
 		}
 	}
 	return false
+}
+
+// ErrTooLarge is wrapped by ReadAll's error for input over its limit.
+var ErrTooLarge = errors.New("larger than the limit")
+
+// ReadAll reads r to its end, but no more than limit bytes: beyond, it
+// stops and returns an error wrapping ErrTooLarge that names the limit.
+// Every read of untrusted input in iatp goes through it.
+func ReadAll(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: over %d bytes", ErrTooLarge, limit)
+	}
+	return b, nil
 }
