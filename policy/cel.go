@@ -30,6 +30,22 @@ var fields = map[string][]string{
 	"caller":  {"agent_id", "trust_level", "trust_score", "reputation", "attested", "authenticated"},
 	"target":  {"agent_id", "trust_level", "trust_score", "scopes", "reversibility", "retention", "human_in_loop", "training_consent", "idempotency", "reputation"},
 	"request": {"method", "path", "headers", "body"},
+	"message": {"id", "trace_id", "source", "target", "type", "size", "body"},
+}
+
+// Message is a message between two agents on a typed pipe, as operator
+// rules see it in the message variable.
+type Message struct {
+	// ID is the message's unique id.
+	ID string
+	// TraceID is the trace the message belongs to.
+	TraceID string
+	// Source and Target are the agent ids of the sender and the receiver.
+	Source, Target string
+	// Type is the runtime name of the message's Go type.
+	Type string
+	// Size is the length of the message's JSON encoding in bytes.
+	Size int
 }
 
 type compiledRule struct {
@@ -51,6 +67,7 @@ func celEnv() (*cel.Env, error) {
 		cel.Variable("target", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("request", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("sensitive", cel.ListType(cel.StringType)),
+		cel.Variable("message", cel.MapType(cel.StringType, cel.DynType)),
 	)
 }
 
@@ -116,9 +133,10 @@ func compileRules(rules []Rule) ([]*compiledRule, bool, error) {
 }
 
 // checkFields refuses selections of unknown fields on the rule variables and
-// reports whether the expression may read the request body.
+// reports whether the expression may read the request body (request.body or
+// message.body).
 func checkFields(expr celast.Expr) (readsBody bool, err error) {
-	selected := map[int64]bool{} // ids of request idents used in a known selection
+	selected := map[int64]bool{} // ids of request and message idents used in a known selection
 	celast.PostOrderVisit(expr, celast.NewExprVisitor(func(e celast.Expr) {
 		if err != nil || e.Kind() != celast.SelectKind {
 			return
@@ -137,7 +155,7 @@ func checkFields(expr celast.Expr) (readsBody bool, err error) {
 			err = fmt.Errorf("%s has no field %q (it has %s)", name, sel.FieldName(), strings.Join(known, ", "))
 			return
 		}
-		if name == "request" {
+		if name == "request" || name == "message" {
 			selected[op.ID()] = true
 			if sel.FieldName() == "body" {
 				readsBody = true
@@ -147,10 +165,10 @@ func checkFields(expr celast.Expr) (readsBody bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	// request used any other way (request["body"], has(request.body), …)
-	// may read the body.
+	// request or message used any other way (request["body"],
+	// has(request.body), …) may read the body.
 	celast.PostOrderVisit(expr, celast.NewExprVisitor(func(e celast.Expr) {
-		if e.Kind() == celast.IdentKind && e.AsIdent() == "request" && !selected[e.ID()] {
+		if e.Kind() == celast.IdentKind && (e.AsIdent() == "request" || e.AsIdent() == "message") && !selected[e.ID()] {
 			readsBody = true
 		}
 	}))
@@ -167,6 +185,7 @@ type activation struct {
 	target    map[string]any
 	request   map[string]any
 	requestOK bool
+	message   map[string]any
 }
 
 var _ interpreter.Activation = (*activation)(nil)
@@ -217,6 +236,20 @@ func (a *activation) ResolveName(name string) (any, bool) {
 			a.request = map[string]any{"method": r.Method, "path": r.Path, "headers": headers, "body": celValue(r.Body)}
 		}
 		return a.request, true
+	case "message":
+		if a.message == nil {
+			m, body := a.in.Message, any(nil)
+			if m == nil {
+				m = &Message{} // an HTTP request: every field empty
+			} else {
+				body = celValue(a.in.Request.Body)
+			}
+			a.message = map[string]any{
+				"id": m.ID, "trace_id": m.TraceID, "source": m.Source, "target": m.Target,
+				"type": m.Type, "size": int64(m.Size), "body": body,
+			}
+		}
+		return a.message, true
 	case "sensitive":
 		names := a.in.Sensitive.Names()
 		if names == nil {

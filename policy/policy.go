@@ -81,8 +81,8 @@ type Config struct {
 type Rule struct {
 	// Name identifies the rule in decisions, records and errors.
 	Name string `yaml:"name" json:"name"`
-	// When is a CEL expression over caller, target, request and sensitive
-	// that yields a bool.
+	// When is a CEL expression over caller, target, request, sensitive
+	// and, on a typed pipe, message that yields a bool.
 	When string `yaml:"when" json:"when"`
 	// Decision is block, warn or allow.
 	Decision string `yaml:"decision" json:"decision"`
@@ -176,6 +176,9 @@ const (
 	Ingress Direction = iota
 	// Egress: the sidecar protects the caller; target rules apply.
 	Egress
+	// Both: a message between two agents on a typed pipe, where the pipe
+	// protects both ends: caller and target rules apply.
+	Both
 )
 
 // Input is everything a decision depends on.
@@ -189,6 +192,9 @@ type Input struct {
 	// Require adds requirements of this request to the engine's own (at
 	// egress, those configured for the target or the path).
 	Require Requirements
+	// Message describes the message being decided on a typed pipe; nil
+	// for an HTTP request.
+	Message *Message
 }
 
 // Requirements are scopes and capabilities a target must have.
@@ -359,6 +365,13 @@ func (e *Engine) blockRule(in *Input) (rule, message string) {
 			return RuleUntrustedCaller, fmt.Sprintf("Policy violation: agent '%s' is untrusted (reputation %s)", in.Caller.AgentID, r)
 		}
 	case Egress:
+		if r := in.Target.Reputation; !e.disabled[RuleUntrustedTarget] && r.Known && r.Level == manifest.Untrusted {
+			return RuleUntrustedTarget, fmt.Sprintf("Policy violation: agent '%s' is untrusted (reputation %s)", id, r)
+		}
+	case Both:
+		if r := in.Caller.Reputation; !e.disabled[RuleUntrustedCaller] && r.Known && r.Level == manifest.Untrusted {
+			return RuleUntrustedCaller, fmt.Sprintf("Policy violation: agent '%s' is untrusted (reputation %s)", in.Caller.AgentID, r)
+		}
 		if r := in.Target.Reputation; !e.disabled[RuleUntrustedTarget] && r.Known && r.Level == manifest.Untrusted {
 			return RuleUntrustedTarget, fmt.Sprintf("Policy violation: agent '%s' is untrusted (reputation %s)", id, r)
 		}
