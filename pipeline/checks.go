@@ -273,6 +273,7 @@ func (d Decide) Run(ctx context.Context, x *Exchange) *Refusal {
 		Request:   policy.Request{Method: x.Method, Path: x.Path, Headers: &x.Header, Body: x.Value},
 		Sensitive: x.Found,
 		Require:   x.Require,
+		Message:   x.Message,
 	}
 	dec, err := d.Engine.Decide(ctx, in)
 	if err != nil {

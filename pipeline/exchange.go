@@ -148,6 +148,10 @@ type Exchange struct {
 	// Added holds header lines the sidecar adds to the upstream request:
 	// at egress, the request signature and the attestation.
 	Added Fields
+	// Message is the envelope of a message on a typed pipe (Kind
+	// Message): its id, trace id, source, target, type and size, which
+	// operator rules see and records keep; nil for an HTTP exchange.
+	Message *policy.Message
 
 	// Payload is the scrubbed body as it is recorded (JSON), set by Parse.
 	Payload []byte

@@ -115,3 +115,67 @@ func EgressChecks(c EgressConfig) []Check {
 		c.Forward,
 	}
 }
+
+// PipeConfig is what the checks of a message on a typed pipe need. The
+// pipe supplies the checks that know its Go types and its buffers; the
+// rest are the sidecar's own.
+type PipeConfig struct {
+	// Received marks messages that came over a socket from another
+	// process: their trace id is checked like the trace-id header
+	// (Headers) before it is used.
+	Received bool
+	// NewTraceID makes a trace id when a received one is refused.
+	NewTraceID func() string
+	// Size refuses a message over the pipe's size limit.
+	Size Check
+	// Parse parses the JSON encoding of the message.
+	Parse Parse
+	// Decode, if not nil, turns a received message into its target's Go
+	// type, refusing another type.
+	Decode Check
+	// Verify, if not nil, runs the verifiers over a stage's output.
+	Verify Check
+	// Engine is the policy engine; nil leaves the policy out, which the
+	// pipe allows only under its explicitly unsafe option.
+	Engine *policy.Engine
+	// Override applies the policy's warnings: a pipe has no human to
+	// confirm them.
+	Override Check
+	// Deliver hands the message to its target's bounded buffer.
+	Deliver Check
+}
+
+// PipeChecks returns the checks of one message between two agents on a
+// typed pipe: the same checks as a request, over the message's JSON
+// encoding, with delivery instead of forwarding. Why each sits where it
+// does:
+//
+//	headers   received messages only: the sender's trace id, checked
+//	          before it is used anywhere (400)
+//	size      the pipe's size limit, before any work (413)
+//	parse     the one parse of the message: validate, detect, scrub (400)
+//	decode    received messages only: the bytes just parsed become the
+//	          target's Go type, or the message is refused (400)
+//	verify    verifiers judge the source's output; a flagged message is
+//	          refused and its source slashed (403)
+//	policy    the sidecar's engine for both ends of the message (403)
+//	override  warnings refuse the message unless the pipe accepts them (449)
+//	record    the message is on disk before it is delivered (500)
+//	deliver   into the target's bounded buffer, within the send timeout (504)
+func PipeChecks(c PipeConfig) []Check {
+	var checks []Check
+	if c.Received {
+		checks = append(checks, Headers{NewTraceID: c.NewTraceID})
+	}
+	checks = append(checks, c.Size, c.Parse)
+	if c.Decode != nil {
+		checks = append(checks, c.Decode)
+	}
+	if c.Verify != nil {
+		checks = append(checks, c.Verify)
+	}
+	if c.Engine != nil {
+		checks = append(checks, Decide{Engine: c.Engine, Direction: policy.Both}, c.Override)
+	}
+	return append(checks, RecordRequest{}, c.Deliver)
+}

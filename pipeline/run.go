@@ -279,6 +279,12 @@ func requestDetails(x *Exchange, outcome Reason) json.RawMessage {
 		str("origin", x.Origin)
 		str("proven", x.Proven)
 	}
+	if m := x.Message; m != nil {
+		str("message_id", m.ID)
+		str("type", m.Type)
+		field("bytes")
+		b = strconv.AppendInt(b, int64(m.Size), 10)
+	}
 	if x.Target.Manifest != nil {
 		field("trust_score")
 		b = strconv.AppendInt(b, int64(x.Decision.TrustScore), 10)
