@@ -24,11 +24,13 @@ func parseJSON(dst, doc []byte, maxDepth int, value bool) (parsed, error) {
 	}
 	p := parsed{Scrubbed: out, Found: found}
 	if value {
+		var v any // its own variable: &p.Value would put p on the heap on every call
 		dec := json.NewDecoder(bytes.NewReader(doc))
 		dec.UseNumber()
-		if err := dec.Decode(&p.Value); err != nil {
+		if err := dec.Decode(&v); err != nil {
 			return parsed{}, err
 		}
+		p.Value = v
 	}
 	return p, nil
 }
