@@ -22,6 +22,8 @@ var allowed = map[string][]string{
 	"pipeline":      {"manifest", "detect", "policy", "recorder", "identity"},
 	"client":        {"manifest", "policy", "recorder", "identity", "pipeline"},
 	"sidecar":       {"manifest", "detect", "policy", "recorder", "reputation", "identity", "pipeline", "client"},
+	"pipe":          {"manifest", "detect", "policy", "recorder", "identity", "pipeline", "pipe/frame"},
+	"pipe/frame":    {"identity"},
 }
 
 // TestDependenciesPointOneWay fails when a package imports an iatp package

@@ -321,6 +321,9 @@ type ServerConfig struct {
 	MaxBatchBytes int
 	// Rand is the source of the nonce; nil means crypto/rand.
 	Rand io.Reader
+	// Admit, if not nil, is asked about a peer once its hello is read; an
+	// error refuses it, with the error's text as the reason.
+	Admit func(sender string) error
 }
 
 // Server is the receiving side of a connection, after the handshake. It
@@ -382,6 +385,11 @@ func NewServer(rw io.ReadWriter, cfg ServerConfig) (*Server, error) {
 	pub, ok := cfg.Peers[hello.Sender]
 	if !ok || len(pub) != ed25519.PublicKeySize {
 		return nil, s.refuse(CodeRefused, fmt.Errorf("%w: agent %s is not a peer of %s", ErrRefused, clip(hello.Sender), clip(cfg.Agent)))
+	}
+	if cfg.Admit != nil {
+		if err := cfg.Admit(hello.Sender); err != nil {
+			return nil, s.refuse(CodeRefused, fmt.Errorf("%w: %w", ErrRefused, err))
+		}
 	}
 	s.peer = pub
 	s.hs = Handshake{SenderNonce: hello.Nonce, Sender: hello.Sender, Receiver: cfg.Agent,
