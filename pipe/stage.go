@@ -35,6 +35,9 @@ func (s Stage[In, Out]) WithWorkers(n int) Stage[In, Out] {
 	return s
 }
 
+// Manifest returns the stage's manifest.
+func (s Stage[In, Out]) Manifest() *manifest.Manifest { return s.agent }
+
 // Agent returns the stage's agent id.
 func (s Stage[In, Out]) Agent() string {
 	if s.agent == nil {
