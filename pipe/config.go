@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/iatp/iatp/detect"
+	"github.com/iatp/iatp/internal/wire"
 	"github.com/iatp/iatp/manifest"
 	"github.com/iatp/iatp/pipe/frame"
 	"github.com/iatp/iatp/pipeline"
@@ -143,6 +144,11 @@ func (cfg Config) resolve() (Config, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
+	}
+	if cfg.NewID != nil {
+		if id := cfg.NewID(); !wire.ValidTraceID(id) {
+			bad("NewID made %q, which is not 1–128 characters of [A-Za-z0-9._:-]", pipeline.Clip(id))
+		}
 	}
 	return cfg, errors.Join(errs...)
 }

@@ -123,6 +123,7 @@ func TestOpenRefuses(t *testing.T) {
 		{"a negative buffer", func(c *Config) { c.Buffer = -1 }, p, nil, "Buffer -1 is outside"},
 		{"a message limit over the frame's", func(c *Config) { c.MaxMessageBytes = 1 << 30 }, p, nil, "MaxMessageBytes"},
 		{"a negative timeout", func(c *Config) { c.SendTimeout = -time.Second }, p, nil, "SendTimeout -1s is negative"},
+		{"ids the recorder would refuse", func(c *Config) { c.NewID = func() string { return "a b" } }, p, nil, `NewID made "a b"`},
 		{"an empty pipe", nil, Pipe[string, Draft]{}, nil, "an empty Pipe"},
 		{"a stage without a manifest", nil, Then(From(researcher), NewStage[Note, Draft](nil, nil)), nil, "a stage without a manifest"},
 		{"a stage without a function", nil, Then(From(researcher), NewStage[Note, Draft](agent("w"), nil)), nil, `stage "w" has no function`},

@@ -41,7 +41,8 @@ type DialConfig struct {
 	// Queue is how many messages wait to be written before senders wait;
 	// 0 means DefaultQueue (256).
 	Queue int
-	// HandshakeTimeout bounds the dial and the handshake; 0 means
+	// HandshakeTimeout bounds the dial and the handshake, and how long
+	// Close waits for the receiver to take what is queued; 0 means
 	// DefaultHandshakeTimeout (10 s).
 	HandshakeTimeout time.Duration
 }
@@ -182,7 +183,13 @@ func (s *Sender) Close() error {
 		close(s.queue)
 		s.mu.Unlock()
 	})
-	<-s.done
+	select {
+	case <-s.done:
+	case <-time.After(s.cfg.HandshakeTimeout):
+		// The receiver takes nothing: give up on what is queued.
+		s.fail(errors.New("the receiver took nothing for " + s.cfg.HandshakeTimeout.String() + "; what was queued is lost"))
+		<-s.done
+	}
 	<-s.watched
 	return s.Err()
 }
@@ -311,7 +318,13 @@ type ServeConfig struct {
 	// OnError, if not nil, learns why a connection ended badly; peer is
 	// "" before the handshake.
 	OnError func(peer string, err error)
+	// MaxConns bounds the connections served at once, handshakes
+	// included; one more is closed at once. 0 means DefaultMaxConns.
+	MaxConns int
 }
+
+// DefaultMaxConns is ServeConfig.MaxConns when it is zero.
+const DefaultMaxConns = 64
 
 // Serve accepts senders on ln and sends their messages to r's first stage
 // until ctx ends or r is over; then it closes ln and returns once every
@@ -330,6 +343,10 @@ func Serve[In, Out any](ctx context.Context, ln net.Listener, r *Run[In, Out], c
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	slots := make(chan struct{}, cfg.MaxConns)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stopRun := context.AfterFunc(r.rt.ctx, cancel)
@@ -346,8 +363,18 @@ func Serve[In, Out any](ctx context.Context, ln net.Listener, r *Run[In, Out], c
 			}
 			break
 		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			conn.Close()
+			if cfg.OnError != nil {
+				cfg.OnError("", fmt.Errorf("pipe: serve: %d connections already; one more refused", cfg.MaxConns))
+			}
+			continue
+		}
 		wg.Add(1)
 		go func() {
+			defer func() { <-slots }()
 			defer wg.Done()
 			serveConn(sctx, conn, r, cfg)
 		}()

@@ -421,3 +421,73 @@ func TestRemoteMustEndThePipe(t *testing.T) {
 		})
 	}
 }
+
+func TestServeLimitsConnections(t *testing.T) {
+	r := startReceiver(t, nil, func(c *ServeConfig) { c.MaxConns = 1 })
+	snd, err := dial(t, r.path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snd.Close()
+	extra, err := net.Dial("unix", r.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := extra.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("a second connection: read %d, %v; want it closed at once", n, err)
+	}
+	if err := <-r.errs; !strings.Contains(err.Error(), "1 connections already; one more refused") {
+		t.Errorf("OnError: %v", err)
+	}
+}
+
+// TestSenderCloseGivesUp checks that Close returns when the receiver
+// completed the handshake but takes nothing.
+func TestSenderCloseGivesUp(t *testing.T) {
+	path := socketPath(t)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	over := make(chan struct{})
+	served := make(chan struct{})
+	defer func() { close(over); <-served }()
+	go func() {
+		defer close(served)
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		frame.NewServer(conn, frame.ServerConfig{Agent: "writer", Key: receiverKey(t), MaxMessage: 1 << 20,
+			Peers: map[string]ed25519.PublicKey{"researcher": senderKey(t).PublicKey()}})
+		<-over // and read nothing
+	}()
+	snd, err := dial(t, path, func(c *DialConfig) { c.HandshakeTimeout, c.Queue = 200*time.Millisecond, 4 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("x"), 512<<10)
+	payload := append(append([]byte(`"`), big...), '"')
+	for i := 0; ; i++ {
+		m := &frame.Msg{ID: fmt.Sprint("m", i), TraceID: "t", Source: "researcher", Target: "writer", Type: "string", Payload: payload}
+		r := snd.enqueue(context.Background(), context.Background(), m, 100*time.Millisecond, false)
+		if r != nil {
+			if r.Reason != "upstream_timeout" {
+				t.Fatalf("enqueue: %v", r)
+			}
+			break
+		}
+		if i > 1000 {
+			t.Fatal("the queue never filled")
+		}
+	}
+	start := time.Now()
+	err = snd.Close()
+	if took := time.Since(start); took > 5*time.Second || err == nil || !strings.Contains(err.Error(), "the receiver took nothing for 200ms") {
+		t.Errorf("Close after %s: %v", took, err)
+	}
+}
