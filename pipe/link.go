@@ -64,13 +64,18 @@ func newLink[T any](rt *shared, from policy.Caller, to *sink[T], received, verif
 	for i, ch := range checks {
 		checks[i] = traced{ch, ch.Name(), &l.at}
 	}
-	var onErr func(*recorder.Record, error)
-	if f := rt.cfg.OnRecordError; f != nil {
-		onErr = func(r *recorder.Record, err error) { f(r.TraceID, err) }
-	}
 	l.p = pipeline.New(pipeline.Config{Recorder: rt.cfg.Recorder, AgentID: rt.owner.AgentID, Observer: l,
-		Clock: rt.cfg.Clock, NewTraceID: l.newID, OnRecordError: onErr}, checks...)
+		Clock: rt.cfg.Clock, NewTraceID: l.newID, OnRecordError: rt.onRecordError()}, checks...)
 	return l
+}
+
+// onRecordError adapts Config.OnRecordError to the pipeline's.
+func (rt *shared) onRecordError() func(*recorder.Record, error) {
+	f := rt.cfg.OnRecordError
+	if f == nil {
+		return nil
+	}
+	return func(r *recorder.Record, err error) { f(r.TraceID, err) }
 }
 
 // traced notes which check is running, so that a refusal names it.
@@ -173,9 +178,9 @@ func (l *link[T]) newID() string {
 
 // size refuses a message over the pipe's limit.
 func (l *link[T]) size(_ context.Context, x *pipeline.Exchange) *pipeline.Refusal {
-	if max := l.rt.cfg.MaxMessageBytes; len(x.Body) > max {
+	if limit := l.rt.cfg.MaxMessageBytes; len(x.Body) > limit {
 		return pipeline.Refuse(http.StatusRequestEntityTooLarge, pipeline.TooLarge,
-			fmt.Sprintf("message of %d bytes, over the pipe's limit of %d bytes (MaxMessageBytes)", len(x.Body), max))
+			fmt.Sprintf("message of %d bytes, over the pipe's limit of %d bytes (MaxMessageBytes)", len(x.Body), limit))
 	}
 	return nil
 }

@@ -750,3 +750,23 @@ func TestRecordedInTheFlightRecorder(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestRecorderErrorsReported(t *testing.T) {
+	rec := &memRecorder{fail: errors.New("disk full")}
+	var got []string
+	cfg := config(t, rec)
+	cfg.OnRecordError = func(traceID string, err error) { got = append(got, traceID+": "+err.Error()) }
+	run, err := Open(context.Background(), cfg, Then(From(researcher), writer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := run.Send(context.Background(), "go")
+	if e := asError(t, err); e.Check != "record" || e.Reason != pipeline.RecordFailed {
+		t.Errorf("Send = %v", e)
+	}
+	run.Close()
+	collect(t, run)
+	if !slices.Equal(got, []string{m.TraceID + ": disk full"}) {
+		t.Errorf("OnRecordError saw %v", got)
+	}
+}

@@ -61,7 +61,8 @@ func Open[In, Out any](ctx context.Context, cfg Config, p Pipe[In, Out]) (*Run[I
 	rt := &shared{ctx: rctx, cfg: cfg, owner: caller(cfg.Owner)}
 	// A stage's failure is recorded under the trace id of its message:
 	// NewTraceID (nil: the pipeline's own) is never asked for one.
-	rt.record = pipeline.New(pipeline.Config{Recorder: cfg.Recorder, AgentID: cfg.Owner.AgentID(), Clock: cfg.Clock, NewTraceID: cfg.NewID})
+	rt.record = pipeline.New(pipeline.Config{Recorder: cfg.Recorder, AgentID: cfg.Owner.AgentID(), Clock: cfg.Clock,
+		NewTraceID: cfg.NewID, OnRecordError: rt.onRecordError()})
 	r := &Run[In, Out]{rt: rt, results: make(chan Result[Out], cfg.Buffer), parent: ctx, cancel: cancel,
 		closing: make(chan struct{}), done: make(chan struct{})}
 	rt.fail = func(err error) {
