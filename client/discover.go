@@ -371,8 +371,10 @@ func (d *Discoverer) invalid(t *Target, why string, now time.Time) *Target {
 }
 
 // ttl reads Cache-Control: no-store or no-cache revalidate every time,
-// max-age is used up to MaxTTL, else the configured TTL.
+// wherever they stand among the directives; max-age is used up to MaxTTL,
+// else the configured TTL.
 func (d *Discoverer) ttl(h http.Header) time.Duration {
+	ttl := d.cfg.TTL
 	for part := range strings.SplitSeq(h.Get("Cache-Control"), ",") {
 		part = strings.ToLower(strings.TrimSpace(part))
 		switch {
@@ -380,11 +382,11 @@ func (d *Discoverer) ttl(h http.Header) time.Duration {
 			return 0
 		case strings.HasPrefix(part, "max-age="):
 			if n, err := strconv.Atoi(strings.TrimPrefix(part, "max-age=")); err == nil && n >= 0 {
-				return min(time.Duration(n)*time.Second, MaxTTL)
+				ttl = min(time.Duration(n)*time.Second, MaxTTL)
 			}
 		}
 	}
-	return d.cfg.TTL
+	return ttl
 }
 
 func describeFetchError(err error, timeout time.Duration) string {
