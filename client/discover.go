@@ -218,6 +218,11 @@ func (d *Discoverer) Discover(ctx context.Context, rawURL string) (*Target, erro
 		return prev, nil
 	}
 	v, _, _ := d.flight.Do(origin, func() (any, error) {
+		// A caller that missed the cache just as the previous flight
+		// ended finds that flight's target here, and does not fetch again.
+		if t, ok := d.cache.Get(origin); ok && now.Before(t.Expires) {
+			return t, nil
+		}
 		// One fetch for every caller: it must not end with the first
 		// caller's context.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.FetchTimeout)
