@@ -280,19 +280,20 @@ func (d *Discoverer) fetch(ctx context.Context, origin string, prev *Target) *Ta
 	if attErr != nil {
 		t.Problems = append(t.Problems, "attestation: "+attErr.Error())
 	}
+	t.Proof = identity.ProveManifest(identity.ProofInput{AgentID: m.AgentID(), VerificationKey: m.Identity.VerificationKey,
+		Document: doc, Attestation: att}, identity.ProofConfig{Attestations: d.validator, PinnedKeys: d.cfg.PinnedKeys,
+		MaxAttestationAge: d.cfg.MaxAttestationAge}, now)
 	// A signature that does not verify even under the key the manifest
 	// itself names was broken in transit or forged: the manifest is not
-	// the target's.
-	if len(m.Signatures) > 0 && m.Identity.VerificationKey != "" {
+	// the target's. (SignedByKnownKey means it verified under that key.)
+	if len(m.Signatures) > 0 && m.Identity.VerificationKey != "" && !t.Proof.SignedByKnownKey {
 		if pub, err := identity.ParsePublicKey(m.Identity.VerificationKey); err == nil {
 			if _, err := identity.VerifyManifestKey(doc, pub); err != nil {
+				t.Proof = identity.ManifestProof{} // nothing about a forged document is proven
 				return d.invalid(t, "invalid manifest: its signature does not verify under its own verification_key ("+clip(err.Error())+")", now)
 			}
 		}
 	}
-	t.Proof = identity.ProveManifest(identity.ProofInput{AgentID: m.AgentID(), VerificationKey: m.Identity.VerificationKey,
-		Document: doc, Attestation: att}, identity.ProofConfig{Attestations: d.validator, PinnedKeys: d.cfg.PinnedKeys,
-		MaxAttestationAge: d.cfg.MaxAttestationAge}, now)
 	switch {
 	case t.Proof.Attested:
 		t.Proven = "attested"
