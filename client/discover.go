@@ -5,7 +5,7 @@
 // egress proxy runs, from package pipeline.
 //
 //	c, err := client.New(client.Config{AgentID: "planner", Key: key, ...})
-//	httpClient := &http.Client{Transport: c.Transport(nil)}
+//	httpClient := &http.Client{Transport: c.Transport()}
 //
 // Discover and Evaluate expose the first two phases alone, for tools such
 // as `iatp handshake`.
