@@ -268,12 +268,15 @@ func (d *Discoverer) fetch(ctx context.Context, origin string, prev *Target) *Ta
 		return d.unknown(origin, "unreachable: "+ManifestPath+" answered "+strconv.Itoa(resp.StatusCode), now)
 	}
 	doc, err := readBounded(resp.Body, manifest.MaxSize)
-	if err != nil {
+	switch {
+	case errors.Is(err, wire.ErrTooLarge):
+		return d.unknown(origin, "invalid manifest: "+err.Error(), now)
+	case err != nil:
 		return d.unknown(origin, "unreachable: reading the manifest: "+err.Error(), now)
 	}
 	m, err := manifest.Parse(doc)
 	if err != nil {
-		return d.unknown(origin, "invalid manifest: "+clip(err.Error()), now)
+		return d.unknown(origin, "invalid manifest: "+clip(strings.TrimPrefix(err.Error(), "invalid manifest: ")), now)
 	}
 	t := &Target{Origin: origin, Manifest: m, Claimed: m.TrustLevel, Fetched: now, etag: resp.Header.Get("ETag")}
 	t.Expires = now.Add(d.ttl(resp.Header))

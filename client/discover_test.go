@@ -428,7 +428,7 @@ func TestDiscoverUnusableManifest(t *testing.T) {
 		{"garbage", 200, []byte("\x00\x01 <html>"), "invalid manifest: …"},
 		{"JSON, not a manifest", 200, []byte(`{"hello":"world"}`), "invalid manifest: …"},
 		{"bad trust level", 200, []byte(`{"agent_id":"x","trust_level":"gold"}`), "invalid manifest: …"},
-		{"oversized", 200, big, "unreachable: reading the manifest: larger than 1048576 bytes"},
+		{"oversized", 200, big, "invalid manifest: larger than 1048576 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := newOrigin(t, tc.body)

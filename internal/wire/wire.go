@@ -313,8 +313,14 @@ func hasEncodedSeparator(s string) bool {
 	return false
 }
 
-// ErrTooLarge is wrapped by ReadAll's error for input over its limit.
+// ErrTooLarge is what ReadAll's error for input over its limit is (by
+// errors.Is); its text names the limit: "larger than N bytes".
 var ErrTooLarge = errors.New("larger than the limit")
+
+type tooLarge int64
+
+func (e tooLarge) Error() string        { return fmt.Sprintf("larger than %d bytes", int64(e)) }
+func (e tooLarge) Is(target error) bool { return target == ErrTooLarge }
 
 // ReadAll reads r to its end, but no more than limit bytes: beyond, it
 // stops and returns an error wrapping ErrTooLarge that names the limit.
@@ -325,7 +331,7 @@ func ReadAll(r io.Reader, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%w: over %d bytes", ErrTooLarge, limit)
+		return nil, tooLarge(limit)
 	}
 	return b, nil
 }
