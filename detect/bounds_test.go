@@ -50,6 +50,13 @@ func adversarial() map[string][]byte {
 		"jwt payload runs":  append([]byte("eyJhbGciOiJI."), rep("eyJhbGciOi_")...),
 		"prefixes":          rep("sk-ghp_xoxb-AKIA"),
 		"alternating words": rep("a1 "),
+		"one-digit groups":  rep("4 "),
+		"dot groups":        rep("45.3"),
+		"nbsp groups":       rep("4532\u00a0"),
+		"unicode dashes":    rep("1–"),
+		"full-width digits": rep("４"),
+		"uuid-like digits":  rep("45320151-1283-0366-0000-123456789012 "),
+		"ssn-like spaces":   rep("123 45 "),
 	}
 }
 

@@ -61,7 +61,7 @@ type parser struct {
 	maxDepth int
 	depth    int
 	objects  []uint64 // bit d is set when nesting level d is an object
-	buf      []byte   // decoded content of a string with escapes
+	buf      []byte   // normalised content of a string being detected
 	det      detector
 }
 
