@@ -199,19 +199,3 @@ func luhn(s []byte, odd bool) bool {
 	}
 	return sum%10 == 0
 }
-
-// numberIsCard reports whether the JSON number num (already validated) holds
-// a card number: its integer part has 13–19 digits and passes Luhn.
-func numberIsCard(num []byte) bool {
-	if len(num) < cardMinDigits {
-		return false
-	}
-	if num[0] == '-' {
-		num = num[1:]
-	}
-	k := 0
-	for k < len(num) && isDigit(num[k]) {
-		k++
-	}
-	return k >= cardMinDigits && k <= cardMaxDigits && luhn(num[:k], false)
-}

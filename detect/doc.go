@@ -58,8 +58,14 @@
 //     longest run of whole groups that qualifies is taken. No card starts
 //     inside a UUID (8-4-4-4-12 hex digits standing alone): about one
 //     random UUID in 20,000 would otherwise hold a 16-digit card.
-//     A JSON number is a card when its integer part is (the whole number
-//     is then replaced by the JSON string "[CREDIT_CARD_REDACTED]").
+//   - JSON numbers: a number is a card when its exact decimal value is an
+//     integer of 13–19 digits that qualifies as above, whatever its form:
+//     4532015112830366, 4.532015112830366e15, 4532015112830366.0,
+//     45320151128303660e-1 and -4532015112830366E+0 are all the card,
+//     4.5320151128303665e15 (not an integer) is not. The value is worked out
+//     on the digits, in time linear in the number's length whatever its
+//     exponent (1e400 and 1e-999999 are valid JSON). The whole number is
+//     then replaced by the JSON string "[CREDIT_CARD_REDACTED]".
 //   - ssn: ddd-dd-dddd, the two separators both dashes or both spaces (as
 //     read above: 123-45-6789, 123 45 6789, 123–45–6789, １２３－４５－６７８９),
 //     not glued to further digits on either side, nor to a letter on its

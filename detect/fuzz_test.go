@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -23,6 +24,7 @@ func FuzzScanJSON(f *testing.F) {
 		`["eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc", "AKIAIOSFODNN7EXAMPLE"]`,
 		`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]`,
 		"\"\xff\"", `[1,]`, `01`, `"\ud800"`, ``,
+		`[4.532015112830366e15, 4532015112830366.0, 45320151128303660e-1, 4532015112830366E+0, 4.5320151128303665e15, 1e400, -1e-999999]`,
 		`{"４５３２ ０１５１ １２８３ ０３６６": "٤٥٣٢٠١٥١١٢٨٣٠٣٦٦", "n": "१२३–४५–६७८९"}`,
 		"[\"4532\u00a00151\u202f1283\u20070366\", \"123\u201345\u20136789\", \"4532\u22120151\u22121283\u22120366\"]",
 		`{"\u0034\u0035\u0033\u0032\u00a00151\u00a01283\u00a00366": "\uff11\uff12\uff13\u2014\uff14\uff15\u2014\uff16\uff17\uff18\uff19"}`,
@@ -97,5 +99,24 @@ func FuzzScrubText(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkTextAgainstRef(t, b)
+	})
+}
+
+// FuzzNumber checks, on any JSON number, that the card check agrees with
+// the math/big reference.
+func FuzzNumber(f *testing.F) {
+	for _, seed := range []string{
+		"4532015112830366", "4.532015112830366e15", "4532015112830366.0", "45320151128303660e-1", "4532015112830366E+0",
+		"4.5320151128303665e15", "1e400", "-1e-999999", "0.0004532015112830366e19", "-9223372036854775808", "0",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, num string) {
+		if !json.Valid([]byte(num)) || strings.TrimSpace(num) != num || num[0] != '-' && !isDigit(num[0]) {
+			return // not a number, or one with spaces around it
+		}
+		if got, want := numberIsCard([]byte(num)), refNumberIsCard(num); got != want {
+			t.Fatalf("numberIsCard(%s) = %v, reference %v", num, got, want)
+		}
 	})
 }

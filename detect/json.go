@@ -269,6 +269,7 @@ func (p *parser) number(i int) (int, error) {
 			return 0, badChar(doc, i, "in numeric literal")
 		}
 	}
+	intStart := i
 	if doc[i] == '0' {
 		i++
 	} else {
@@ -276,6 +277,7 @@ func (p *parser) number(i int) (int, error) {
 			i++
 		}
 	}
+	intEnd := i
 	if i < n && doc[i] == '.' {
 		if i++; i >= n {
 			return 0, unexpectedEOF(doc)
@@ -287,7 +289,9 @@ func (p *parser) number(i int) (int, error) {
 			i++
 		}
 	}
+	exp := false
 	if i < n && (doc[i] == 'e' || doc[i] == 'E') {
+		exp = true
 		if i++; i < n && (doc[i] == '+' || doc[i] == '-') {
 			i++
 		}
@@ -301,7 +305,9 @@ func (p *parser) number(i int) (int, error) {
 			i++
 		}
 	}
-	if i-start >= cardMinDigits && numberIsCard(doc[start:i]) {
+	// Without an exponent, a card has 13–19 digits before the point (and
+	// none but zeros after it); with one, its exact value decides.
+	if l := intEnd - intStart; (exp || (l >= cardMinDigits && l <= cardMaxDigits)) && numberIsCard(doc[start:i]) {
 		d := &p.det
 		d.set |= Set(CreditCard)
 		if d.scrub {
