@@ -5,9 +5,10 @@
 // It implements section 4 of the IATP protocol. [ScanJSON] and [ScrubJSON]
 // validate a JSON document (RFC 8259, valid UTF-8, bounded nesting) while they
 // look at every string, every object key (after decoding escapes) and every
-// number; [ScanText] and [ScrubText] run the same detectors over arbitrary
-// bytes such as a path, a query value, a header, server-sent events or log
-// lines.
+// number; [ParseJSON] does the same and, in the same pass, can decode the
+// document for the policy engine, so that nothing else parses it; [ScanText]
+// and [ScrubText] run the same detectors over arbitrary bytes such as a
+// path, a query value, a header, server-sent events or log lines.
 //
 // # Reading characters
 //
@@ -107,12 +108,21 @@
 // the escaped bytes it was decoded from, so everything outside the finding
 // stays byte-identical to the input, escapes included.
 //
+// # The decoded document
+//
+// [ParseJSON] with [Options] Value set builds the document's value as
+// map[string]any, []any, string (escapes decoded, not normalised), [Number],
+// bool and nil while it validates, detects and scrubs. The last of repeated
+// keys wins, as in encoding/json. It accepts exactly what ScanJSON accepts,
+// since it is the same parser.
+//
 // # Cost
 //
 // The functions keep no state between calls, are safe for concurrent use,
-// and do not allocate except to grow dst, on error to build the error, or
-// to normalise a text longer than 64 KiB that needs it (shorter ones use
-// pooled buffers). Their time is linear in the input, whatever it holds.
+// and do not allocate except to grow dst, on error to build the error, to
+// normalise a text longer than 64 KiB that needs it (shorter ones use
+// pooled buffers), and to build ParseJSON's value. Their time is linear in
+// the input, whatever it holds.
 //
 // No regular expressions are involved. Strings are classified eight bytes at
 // a time through lookup tables; only where a finding could start (a digit, an

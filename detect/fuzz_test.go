@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -12,9 +13,10 @@ import (
 // FuzzScanJSON checks, on any input, that the parser never panics; that it
 // accepts exactly what encoding/json.Valid accepts, except for invalid UTF-8
 // and nesting deeper than the limit, which it refuses with their sentinels;
-// that ScrubJSON agrees with ScanJSON and with the byte-by-byte reference
-// detectors, writes valid JSON, and is idempotent; and that nothing is found
-// in its output.
+// that ScrubJSON and ParseJSON agree with ScanJSON (same errors) and with
+// the byte-by-byte reference detectors, write valid JSON, and are
+// idempotent; that nothing is found in their output; and that ParseJSON
+// decodes what encoding/json decodes.
 func FuzzScanJSON(f *testing.F) {
 	for _, seed := range []string{
 		`{"card": "4532-0151-1283-0366", "n": 4532015112830366}`,
@@ -37,6 +39,10 @@ func FuzzScanJSON(f *testing.F) {
 		out, set2, err2 := ScrubJSON(nil, doc, Options{})
 		if (err == nil) != (err2 == nil) || set != set2 {
 			t.Fatalf("ScanJSON = %v, %v but ScrubJSON = %v, %v", set, err, set2, err2)
+		}
+		pr, err3 := ParseJSON(nil, doc, Options{Value: true})
+		if (err == nil) != (err3 == nil) || err != nil && err.Error() != err3.Error() || pr.Found != set || !bytes.Equal(pr.Scrubbed, out) {
+			t.Fatalf("ScanJSON = %v, %v and ScrubJSON %q but ParseJSON = %q, %v, %v", set, err, out, pr.Scrubbed, pr.Found, err3)
 		}
 		valid, utf := json.Valid(doc), utf8.Valid(doc)
 		switch {
@@ -75,6 +81,7 @@ func FuzzScanJSON(f *testing.F) {
 			t.Fatalf("ScrubJSON(ScrubJSON(%q)) = %q, %v, %v; want %q unchanged", doc, again, left, err, out)
 		}
 		checkJSONAgainstRef(t, doc)
+		checkParseJSON(t, doc)
 	})
 }
 
@@ -103,7 +110,7 @@ func FuzzScrubText(f *testing.F) {
 }
 
 // FuzzNumber checks, on any JSON number, that the card check agrees with
-// the math/big reference.
+// the math/big reference, and that Int64 is exact where it claims to be.
 func FuzzNumber(f *testing.F) {
 	for _, seed := range []string{
 		"4532015112830366", "4.532015112830366e15", "4532015112830366.0", "45320151128303660e-1", "4532015112830366E+0",
@@ -117,6 +124,19 @@ func FuzzNumber(f *testing.F) {
 		}
 		if got, want := numberIsCard([]byte(num)), refNumberIsCard(num); got != want {
 			t.Fatalf("numberIsCard(%s) = %v, reference %v", num, got, want)
+		}
+		if i, ok := Number(num).Int64(); ok {
+			mant, _, _ := strings.Cut(strings.ToLower(num), "e")
+			if strings.Trim(mant, "-0.") == "" {
+				if i != 0 {
+					t.Fatalf("Number(%s).Int64() = %d, want 0", num, i)
+				}
+				return // big.Rat refuses zero with a huge exponent
+			}
+			r, _ := new(big.Rat).SetString(strings.ToLower(num))
+			if r == nil || !r.IsInt() || r.Num().Int64() != i || !r.Num().IsInt64() {
+				t.Fatalf("Number(%s).Int64() = %d, true; exact value %v", num, i, r)
+			}
 		}
 	})
 }

@@ -145,6 +145,7 @@ func (p *parser) longStr(start int) (int, error) {
 			}
 			return start + j + 1, nil
 		case c == '\\':
+			p.escaped = true
 			return p.restStr(start, start+j)
 		case c < 0x20:
 			return 0, badChar(doc, start+j, "in string literal")
@@ -190,6 +191,7 @@ func (p *parser) scanStr(j int) (int, error) {
 	n := len(doc)
 	for {
 		if j < n && doc[j] == '\\' {
+			p.escaped = true
 			e, err := escapeEnd(doc, j)
 			if err != nil {
 				return 0, err

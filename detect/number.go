@@ -1,5 +1,65 @@
 package detect
 
+import (
+	"math"
+	"strconv"
+)
+
+// Number is a JSON number as written in the document, like json.Number.
+// Its value is exact; Float64 and Int64 convert it.
+type Number string
+
+// Float64 returns the number as the nearest float64: ±Inf when it is too
+// large (1e400), ±0 when it is too small (1e-400). It never fails on a
+// Number from ParseJSON; a string that is not a JSON number gives NaN.
+func (n Number) Float64() float64 {
+	if _, ok := parseDecimal([]byte(n)); !ok {
+		return math.NaN()
+	}
+	f, _ := strconv.ParseFloat(string(n), 64) // the nearest value, even out of range
+	return f
+}
+
+// Int64 returns the number as an int64 and true when its exact value is an
+// integer in the range of int64, whatever its form (1e3, 1000.0 and 10000e-1
+// are all 1000); otherwise 0 and false.
+func (n Number) Int64() (int64, bool) {
+	dec, ok := parseDecimal([]byte(n))
+	switch {
+	case !ok:
+		return 0, false
+	case dec.zero:
+		return 0, true
+	case dec.exp < 0 || int64(dec.n)+dec.exp > 19:
+		return 0, false
+	}
+	var u uint64
+	for _, c := range dec.digits {
+		if isDigit(c) {
+			u = u*10 + uint64(c-'0') // at most 19 digits: no overflow
+		}
+	}
+	for k := int64(0); k < dec.exp; k++ {
+		if u > math.MaxUint64/10 {
+			return 0, false
+		}
+		u *= 10
+	}
+	if dec.neg {
+		if u > 1<<63 {
+			return 0, false
+		}
+		return -int64(u-1) - 1, true // -(1<<63) too
+	}
+	if u > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(u), true
+}
+
+// String returns the number as written.
+func (n Number) String() string { return string(n) }
+
 // decimal is the exact value of a JSON number: ±digits × 10^exp.
 type decimal struct {
 	// digits runs from the first to the last nonzero digit of the
