@@ -227,6 +227,6 @@ func (d *detector) scanNormalised(b []byte) {
 	d.raw = nil
 	if cap(buf) <= poolMaxBuf {
 		*bp = buf[:0]
-		textBufs.Put(bp)
 	}
+	textBufs.Put(bp) // with the buffer it held if the text's was too big to keep
 }
