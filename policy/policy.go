@@ -151,8 +151,8 @@ type Request struct {
 	// means no headers.
 	Headers HeaderMapper
 	// Body is the parsed JSON body (objects, arrays, strings, booleans,
-	// nil and numbers as json.Number), as the detector's single parse
-	// built it; nil when no operator rule reads the body.
+	// nil and numbers as detect.Number), as the detector's single parse
+	// built it (detect.ParseJSON); nil when no operator rule reads the body.
 	Body any
 }
 
