@@ -209,11 +209,16 @@ func Origin(rawURL string) (string, error) {
 // A target that cannot be reached or verified is returned as unknown, not
 // as an error; the error is for a URL that names no target.
 func (d *Discoverer) Discover(ctx context.Context, rawURL string) (*Target, error) {
+	now := d.cfg.Clock()
+	// The egress pipeline passes an origin already: a fresh hit needs no
+	// parse (the warm decision's cost).
+	if t, ok := d.cache.Get(rawURL); ok && now.Before(t.Expires) {
+		return t, nil
+	}
 	origin, err := Origin(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	now := d.cfg.Clock()
 	prev, ok := d.cache.Get(origin)
 	if ok && now.Before(prev.Expires) {
 		return prev, nil

@@ -426,8 +426,6 @@ func TestTransportConcurrent(t *testing.T) {
 // its public URL without a port (https://bank.example.com, as its docs
 // suggest) must accept a caller that addresses it at that URL.
 func TestTransportDefaultPortBehindPublicURL(t *testing.T) {
-	t.Skip("known bug in pipeline.EgressRoute: the signed @target-uri always carries the port " +
-		"(http://bank.example:80/proxy), the callee rebuilds it from public_url without it, and answers 401 bad signature")
 	m := newMesh(t)
 	b := startRemote(t, httpFront, "secure_bank.json", func(c *sidecar.Config) {
 		m.attested(t)(c)
