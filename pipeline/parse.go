@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"unsafe"
@@ -94,17 +95,11 @@ func (Detect) Run(_ context.Context, x *Exchange) *Refusal {
 	x.found(f, "path")
 	x.RecordedPath = scrubString(path, f)
 	if q := x.RawQuery; q != "" {
-		var fq detect.Set
-		view := q
-		if dec, err := url.PathUnescape(q); err == nil {
-			fq |= detect.ScanText(bytesOf(dec))
-			view = dec
-		}
+		view := unescape(q, false)
+		fq := detect.ScanText(bytesOf(view))
 		if strings.IndexByte(q, '+') >= 0 {
-			if dec, err := url.QueryUnescape(q); err == nil {
-				fq |= detect.ScanText(bytesOf(dec))
-				view = dec
-			}
+			view = unescape(q, true)
+			fq |= detect.ScanText(bytesOf(view))
 		}
 		x.found(fq, "query")
 		x.RecordedQuery = scrubString(view, fq)
@@ -125,6 +120,29 @@ func scanFields(x *Exchange, f Fields, where string) {
 		}
 		x.found(s, where+strings.ToLower(h.Name))
 	}
+}
+
+// unescape percent-decodes s, and with form reads '+' as a space, the way
+// lenient parsers do: a malformed escape is kept as it is instead of
+// failing the whole text, which would leave the rest of it unscanned.
+func unescape(s string, form bool) string {
+	if strings.IndexByte(s, '%') < 0 && (!form || strings.IndexByte(s, '+') < 0) {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '%' && i+2 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				c = byte(v)
+				i += 2
+			}
+		} else if c == '+' && form {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return string(b)
 }
 
 // scrubString scrubs s when found says it holds anything.
@@ -172,9 +190,7 @@ func summary(scrubbed []byte, total, limit int) json.RawMessage {
 func TextPayload(body []byte, form bool, limit int) json.RawMessage {
 	text := body
 	if form {
-		if dec, err := url.QueryUnescape(string(body)); err == nil {
-			text = []byte(dec)
-		}
+		text = []byte(unescape(string(body), true))
 	}
 	scrubbed, _ := detect.ScrubText(nil, text)
 	return textJSON(scrubbed, len(scrubbed) > limit, limit)
