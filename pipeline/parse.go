@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/iatp/iatp/detect"
@@ -192,8 +194,64 @@ func TextPayload(body []byte, form bool, limit int) json.RawMessage {
 	if form {
 		text = []byte(unescape(string(body), true))
 	}
-	scrubbed, _ := detect.ScrubText(nil, text)
+	scrubbed := scrubText(text)
 	return textJSON(scrubbed, len(scrubbed) > limit, limit)
+}
+
+// scrubText scrubs text that may be JSON, or a prefix of JSON, read as
+// text. A finding that JSON escapes glue to a letter (a card after "\n",
+// or written "\u0034…"), which the document read as JSON would show, is
+// found in a view of the text with its escapes decoded; that view,
+// scrubbed, is then what is recorded.
+func scrubText(text []byte) []byte {
+	scrubbed, _ := detect.ScrubText(nil, text)
+	if bytes.IndexByte(scrubbed, '\\') < 0 {
+		return scrubbed
+	}
+	view := unescapeJSON(scrubbed)
+	if detect.ScanText(view) == 0 {
+		return scrubbed
+	}
+	out, _ := detect.ScrubText(nil, view)
+	return out
+}
+
+// unescapeJSON decodes the JSON string escapes in b as far as the detector
+// reads them: an escape of an ASCII character becomes that character, any
+// other \u escape U+FFFD, which separates words as the character it
+// stands for does.
+func unescapeJSON(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 == len(b) {
+			out = append(out, b[i])
+			continue
+		}
+		i++
+		switch c := b[i]; c {
+		case 'b', 'f', 'n', 'r', 't':
+			out = append(out, "\b\f\n\r\t"[strings.IndexByte("bfnrt", c)])
+		case 'u':
+			if i+4 >= len(b) {
+				out = append(out, '\\', c)
+				continue
+			}
+			v, err := strconv.ParseUint(string(b[i+1:i+5]), 16, 16)
+			switch {
+			case err != nil:
+				out = append(out, '\\', c)
+				continue
+			case v < utf8.RuneSelf:
+				out = append(out, byte(v))
+			default:
+				out = utf8.AppendRune(out, utf8.RuneError)
+			}
+			i += 4
+		default: // \" \\ \/
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // textJSON encodes scrubbed text as a JSON string of at most about limit
@@ -256,7 +314,7 @@ func AnswerPayload(body []byte, contentType string, whole bool, limit, maxDepth 
 	if !whole {
 		body = CutSafe(body, len(body)-1)
 	}
-	scrubbed, _ := detect.ScrubText(nil, body)
+	scrubbed := scrubText(body)
 	return textJSON(scrubbed, !whole || len(scrubbed) > limit, limit)
 }
 
