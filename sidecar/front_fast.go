@@ -146,7 +146,7 @@ func (s *Sidecar) fastError(ctx *fasthttp.RequestCtx, err error) {
 	s.log.Debug("unreadable request", "status", r.Status, "cause", pipeline.ScrubbedText(err.Error()))
 	x := pipeline.Acquire()
 	defer pipeline.Finish(x)
-	if id := string(ctx.Request.Header.Peek(wire.TraceID)); wire.ValidTraceID(id) {
+	if id := string(ctx.Request.Header.Peek(wire.TraceID)); usableTraceID(id) {
 		x.TraceID = id
 	}
 	var a *pipeline.Answer
@@ -173,7 +173,7 @@ func (s *Sidecar) recoverFast(ctx *fasthttp.RequestCtx) {
 	if r := recover(); r != nil {
 		panics.Add(1)
 		traceID := string(ctx.Request.Header.Peek(wire.TraceID))
-		if !wire.ValidTraceID(traceID) {
+		if !usableTraceID(traceID) {
 			traceID = pipeline.NewTraceID()
 		}
 		s.log.Error("panic serving a request", "trace_id", traceID, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
