@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,7 @@ func (s *Sidecar) decodeFast(ctx *fasthttp.RequestCtx, x *pipeline.Exchange) {
 	x.Path = string(req.URI().PathOriginal())
 	x.RawQuery = string(req.URI().QueryString())
 	x.Header = copyFields(req.Header.All())
+	x.Trailer = trailerFields(&req.Header)
 	x.Body = req.Body()
 	x.ContentType = string(req.Header.ContentType())
 	x.Peer = ctx.RemoteIP().String()
@@ -96,6 +98,21 @@ func (s *Sidecar) decodeFast(ctx *fasthttp.RequestCtx, x *pipeline.Exchange) {
 		}
 		x.TargetURI = scheme + string(ctx.Host()) + string(req.RequestURI())
 	}
+}
+
+// trailerFields lists the trailer lines of a chunked request, which
+// fasthttp keeps apart from the header lines that All lists.
+func trailerFields(h *fasthttp.RequestHeader) pipeline.Fields {
+	if len(h.PeekTrailerKeys()) == 0 {
+		return nil
+	}
+	var out pipeline.Fields
+	for line := range strings.SplitSeq(string(h.TrailerHeader()), "\r\n") {
+		if name, value, ok := strings.Cut(line, ":"); ok {
+			out = append(out, pipeline.Field{Name: name, Value: strings.TrimSpace(value)})
+		}
+	}
+	return out
 }
 
 // method returns the method as a string, without allocating for the
