@@ -362,3 +362,34 @@ func TestWarnRuleOnHugeNumber(t *testing.T) {
 		}
 	})
 }
+
+// TestCardInTrailer sends a card number in a trailer of a chunked body:
+// blocked on its way to a permanent store, like anywhere else, on both
+// fronts; forwarded to an ephemeral one, and recorded as found there.
+func TestCardInTrailer(t *testing.T) {
+	chunked := func(id string, extra string) string {
+		return "POST /proxy HTTP/1.1\r\nHost: sidecar.test\r\nContent-Type: application/json\r\nTrailer: X-Checksum\r\n" +
+			"Transfer-Encoding: chunked\r\nX-Agent-Trace-ID: " + id + "\r\n" + extra + "\r\n2\r\n{}\r\n0\r\nX-Checksum: " + card + "\r\n\r\n"
+	}
+	eachFront(t, func(t *testing.T) {
+		hp := start(t, "untrusted_honeypot.json", nil)
+		r := hp.sendRaw(chunked("tr-1", wire.Override+": "+testOverride+"\r\n"))
+		if r.status != 403 || r.str("blocked_by") != "credit_card_permanent" {
+			t.Errorf("honeypot: %d %s", r.status, r.body)
+		}
+		if n := len(hp.agent.received()); n != 0 {
+			t.Errorf("the honeypot's agent was called %d times", n)
+		}
+		bank := start(t, "secure_bank.json", nil)
+		if r := bank.sendRaw(chunked("tr-2", "")); r.status != 200 {
+			t.Fatalf("bank: %d %s", r.status, r.body)
+		}
+		recs, _ := bank.recorded("tr-2")
+		if !strings.Contains(recs, `"found_in":["trailer:x-checksum"]`) {
+			t.Errorf("records: %s", recs)
+		}
+		if s := cardRun(recs, card); s != "" {
+			t.Errorf("the record holds %q", s)
+		}
+	})
+}
