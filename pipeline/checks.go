@@ -68,10 +68,11 @@ type Route struct {
 // NewRoute returns the route to the agent at agentURL: POST /proxy goes to
 // agentURL exactly as written (the Python package's behaviour), POST
 // /proxy/a/b to agentURL's path + "/a/b", and the request's query is
-// appended to the agent URL's own.
+// appended to the agent URL's own. A fragment of agentURL is dropped: it
+// is never sent, and a query appended after it would be lost.
 func NewRoute(agentURL string) *Route {
+	agentURL, _, _ = strings.Cut(agentURL, "#")
 	base, query, _ := strings.Cut(agentURL, "?")
-	base, _, _ = strings.Cut(base, "#")
 	return &Route{agentURL: agentURL, base: strings.TrimSuffix(base, "/"), query: query}
 }
 

@@ -1,12 +1,15 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/iatp/iatp/detect"
@@ -106,17 +109,11 @@ func (Detect) Run(_ context.Context, x *Exchange) *Refusal {
 	x.found(f, "path")
 	x.RecordedPath = scrubString(path, f)
 	if q := x.RawQuery; q != "" {
-		var fq detect.Set
-		view := q
-		if dec, err := url.PathUnescape(q); err == nil {
-			fq |= detect.ScanText(bytesOf(dec))
-			view = dec
-		}
+		view := unescape(q, false)
+		fq := detect.ScanText(bytesOf(view))
 		if strings.IndexByte(q, '+') >= 0 {
-			if dec, err := url.QueryUnescape(q); err == nil {
-				fq |= detect.ScanText(bytesOf(dec))
-				view = dec
-			}
+			view = unescape(q, true)
+			fq |= detect.ScanText(bytesOf(view))
 		}
 		x.found(fq, "query")
 		x.RecordedQuery = scrubString(view, fq)
@@ -139,6 +136,29 @@ func scanFields(x *Exchange, f Fields, where string) {
 			x.found(s, where+strings.ToLower(h.Name))
 		}
 	}
+}
+
+// unescape percent-decodes s, and with form reads '+' as a space, the way
+// lenient parsers do: a malformed escape is kept as it is instead of
+// failing the whole text, which would leave the rest of it unscanned.
+func unescape(s string, form bool) string {
+	if strings.IndexByte(s, '%') < 0 && (!form || strings.IndexByte(s, '+') < 0) {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '%' && i+2 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				c = byte(v)
+				i += 2
+			}
+		} else if c == '+' && form {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return string(b)
 }
 
 // scrubString scrubs s when found says it holds anything.
@@ -186,12 +206,66 @@ func summary(scrubbed []byte, total, limit int) json.RawMessage {
 func TextPayload(body []byte, form bool, limit int) json.RawMessage {
 	text := body
 	if form {
-		if dec, err := url.QueryUnescape(string(body)); err == nil {
-			text = []byte(dec)
+		text = []byte(unescape(string(body), true))
+	}
+	scrubbed := scrubText(text)
+	return textJSON(scrubbed, len(scrubbed) > limit, limit)
+}
+
+// scrubText scrubs text that may be JSON, or a prefix of JSON, read as
+// text. A finding that JSON escapes glue to a letter (a card after "\n",
+// or written "\u0034…"), which the document read as JSON would show, is
+// found in a view of the text with its escapes decoded; that view,
+// scrubbed, is then what is recorded.
+func scrubText(text []byte) []byte {
+	scrubbed, _ := detect.ScrubText(nil, text)
+	if bytes.IndexByte(scrubbed, '\\') < 0 {
+		return scrubbed
+	}
+	view := unescapeJSON(scrubbed)
+	if detect.ScanText(view) == 0 {
+		return scrubbed
+	}
+	out, _ := detect.ScrubText(nil, view)
+	return out
+}
+
+// unescapeJSON decodes the JSON string escapes in b as far as the detector
+// reads them: an escape of an ASCII character becomes that character, any
+// other \u escape U+FFFD, which separates words as the character it
+// stands for does.
+func unescapeJSON(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 == len(b) {
+			out = append(out, b[i])
+			continue
+		}
+		i++
+		switch c := b[i]; c {
+		case 'b', 'f', 'n', 'r', 't':
+			out = append(out, "\b\f\n\r\t"[strings.IndexByte("bfnrt", c)])
+		case 'u':
+			if i+4 >= len(b) {
+				out = append(out, '\\', c)
+				continue
+			}
+			v, err := strconv.ParseUint(string(b[i+1:i+5]), 16, 16)
+			switch {
+			case err != nil:
+				out = append(out, '\\', c)
+				continue
+			case v < utf8.RuneSelf:
+				out = append(out, byte(v))
+			default:
+				out = utf8.AppendRune(out, utf8.RuneError)
+			}
+			i += 4
+		default: // \" \\ \/
+			out = append(out, c)
 		}
 	}
-	scrubbed, _ := detect.ScrubText(nil, text)
-	return textJSON(scrubbed, len(scrubbed) > limit, limit)
+	return out
 }
 
 // textJSON encodes scrubbed text as a JSON string of at most about limit
@@ -254,7 +328,7 @@ func AnswerPayload(body []byte, contentType string, whole bool, limit, maxDepth 
 	if !whole {
 		body = CutSafe(body, len(body)-1)
 	}
-	scrubbed, _ := detect.ScrubText(nil, body)
+	scrubbed := scrubText(body)
 	return textJSON(scrubbed, !whole || len(scrubbed) > limit, limit)
 }
 

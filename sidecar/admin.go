@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iatp/iatp/detect"
 	"github.com/iatp/iatp/internal/wire"
 	"github.com/iatp/iatp/pipeline"
 	"github.com/iatp/iatp/policy"
@@ -64,12 +65,20 @@ func routeJSON(mux *http.ServeMux, method, pattern string, h http.HandlerFunc) {
 	})
 }
 
-// requestTraceID returns the request's valid trace id or a new one.
+// requestTraceID returns the request's trace id when it may be used (see
+// usableTraceID), or a new one.
 func requestTraceID(r *http.Request) string {
-	if id := r.Header.Get(wire.TraceID); wire.ValidTraceID(id) {
+	if id := r.Header.Get(wire.TraceID); usableTraceID(id) {
 		return id
 	}
 	return pipeline.NewTraceID()
+}
+
+// usableTraceID reports whether a caller's trace id may key answers and
+// records: valid, and holding no sensitive data, which the ingress
+// pipeline's Headers check refuses too.
+func usableTraceID(id string) bool {
+	return wire.ValidTraceID(id) && detect.ScanText([]byte(id)) == 0
 }
 
 // serveManifest serves the manifest document with an ETag, so that callers'

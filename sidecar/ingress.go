@@ -79,6 +79,10 @@ func (a agentSender) Send(ctx context.Context, x *pipeline.Exchange) (*pipeline.
 	req.Header.SetNoDefaultContentType(true)
 	req.Header.SetMethod(x.Method)
 	req.SetRequestURI(x.Upstream)
+	// The agent receives the path that was checked, as the caller wrote it.
+	// HostClient.DisablePathNormalizing applies to HostClient.Do only, and
+	// roundTrip writes the request itself.
+	req.URI().DisablePathNormalizing = true
 	x.UpstreamHeader(func(name, value string) { req.Header.Add(name, value) })
 	req.Header.Set(wire.TraceID, x.TraceID)
 	if x.Caller.Authenticated {
