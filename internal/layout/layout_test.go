@@ -11,13 +11,15 @@ const module = "github.com/iatp/iatp/"
 
 // allowed lists, for each package, the iatp packages it may import.
 var allowed = map[string][]string{
-	"manifest":   {},
-	"detect":     {},
-	"identity":   {},
-	"recorder":   {},
-	"reputation": {},
-	"policy":     {"manifest", "detect"},
-	"sidecar":    {"manifest", "detect", "policy", "recorder", "reputation", "identity"},
+	"manifest":            {},
+	"detect":              {},
+	"identity":            {},
+	"recorder":            {},
+	"reputation":          {"manifest", "detect", "identity"},
+	"reputation/gossip":   {"reputation", "identity", "detect", "manifest"},
+	"reputation/natsmesh": {"reputation", "identity"},
+	"policy":              {"manifest", "detect"},
+	"sidecar":             {"manifest", "detect", "policy", "recorder", "reputation", "identity"},
 }
 
 // TestDependenciesPointOneWay fails when a package imports an iatp package
