@@ -442,5 +442,3 @@ func (n *Node) Stats() Stats {
 	s.ObservedDropped = n.obs.dropped.Load()
 	return s
 }
-
-

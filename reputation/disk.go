@@ -349,5 +349,3 @@ func commit(db *bolt.DB, ops []dbOp) error {
 func hasWindowEntry(tx *bolt.Tx, win int64, id [32]byte) bool {
 	return tx.Bucket(bucketWindow).Get(wxKey(win, id)) != nil
 }
-
-
