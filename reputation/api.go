@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -127,12 +129,27 @@ func (n *Node) Apply(ctx context.Context, ev SignedEvent) error {
 // (the signature covers only their hash).
 func (n *Node) ApplyBatch(ctx context.Context, source string, evs []SignedEvent) []error {
 	errs := make([]error, len(evs))
+	verified := make([]*item, len(evs))
+	verifyAll := func(from, step int) {
+		for i := from; i < len(evs); i += step {
+			verified[i], errs[i] = n.verify(&evs[i])
+		}
+	}
+	// Signatures are the cost of a batch: check them on every core.
+	if procs := runtime.GOMAXPROCS(0); procs > 1 && len(evs) >= 32 {
+		var wg sync.WaitGroup
+		for p := range procs {
+			wg.Add(1)
+			go func() { defer wg.Done(); verifyAll(p, procs) }()
+		}
+		wg.Wait()
+	} else {
+		verifyAll(0, 1)
+	}
 	items := make([]*item, 0, len(evs))
 	idx := make([]int, 0, len(evs))
-	for i := range evs {
-		it, err := n.verify(&evs[i])
-		if err != nil {
-			errs[i] = err
+	for i, it := range verified {
+		if errs[i] != nil {
 			n.stats.refused.Add(1)
 			continue
 		}

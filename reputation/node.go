@@ -263,7 +263,7 @@ func Open(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		}
 	}
 	n.obs.init(cfg.MaxObserved)
-	db, err := bolt.Open(filepath.Join(cfg.Dir, DBFile), 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(filepath.Join(cfg.Dir, DBFile), 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
 	if err != nil {
 		return nil, fmt.Errorf("reputation: open %s: %w", filepath.Join(cfg.Dir, DBFile), err)
 	}
