@@ -126,8 +126,9 @@ type Node struct {
 	p    params
 	seed maphash.Seed
 
-	keysMu sync.RWMutex
-	keys   map[string][]ed25519.PublicKey
+	keysMu  sync.RWMutex
+	keys    map[string][]ed25519.PublicKey
+	keysGen atomic.Uint64
 
 	// mu guards the model: members, their events and states, the digest.
 	// Only the writer goroutine changes it.
@@ -311,8 +312,13 @@ func (n *Node) AddReporterKey(agentID string, pub ed25519.PublicKey) error {
 		ks = ks[1:]
 	}
 	n.keys[strings.Clone(agentID)] = append(ks[:len(ks):len(ks)], append(ed25519.PublicKey(nil), pub...))
+	n.keysGen.Add(1)
 	return nil
 }
+
+// KeysVersion changes whenever a reporter key is added, so that a
+// transport can rebuild what it derived from ReporterKeys.
+func (n *Node) KeysVersion() uint64 { return n.keysGen.Load() }
 
 // ReporterKeys returns a copy of the trusted reporter keys, the node's own
 // included (the HTTP transport verifies its peers' requests with them).
