@@ -286,6 +286,11 @@ func defaultScrub(details []byte) []byte {
 	return out
 }
 
+// MaxEventAge returns how long the node keeps and accepts events (a
+// transport that retains events, like a JetStream stream, keeps them as
+// long).
+func (n *Node) MaxEventAge() time.Duration { return n.cfg.MaxEventAge }
+
 // AgentID returns the node's own agent id.
 func (n *Node) AgentID() string { return n.id }
 
