@@ -129,23 +129,11 @@ func (n *Node) decodeCheckpoint(subject string, data []byte) (foldState, bool, e
 
 // makeRec turns a verified event into what the node keeps in memory.
 // The caller holds n.mu.
-func (n *Node) makeRec(ev *SignedEvent, id [32]byte, hasDetails bool) rec {
+func (n *Node) makeRec(ev *SignedEvent, id [32]byte) rec {
 	b := &ev.Body
-	r := rec{
-		key:      evKey{at: b.Time.UnixMicro(), id: id},
-		reporter: n.intern(b.Reporter),
-		delta:    b.rawDelta(),
-		typ:      exactType(b.Type),
-		sev:      parseSeverity(b.Severity),
-		details:  hasDetails,
-		traceID:  strings.Clone(b.TraceID),
-		detected: strings.Clone(b.DetectedBy),
-	}
-	if b.Severity == "" {
-		r.sev = sevNone
-	}
+	r := rec{key: evKey{at: b.Time.UnixMicro(), id: id}, reporter: n.intern(b.Reporter), delta: b.rawDelta()}
 	switch {
-	case r.typ == typSummary:
+	case b.Type == TypeSummary:
 		r.pos = b.Counts.Success
 		r.neg = b.Counts.Failure + b.Counts.Timeout + b.Counts.Error
 	case r.delta > 0:
@@ -214,7 +202,7 @@ func (n *Node) load(ctx context.Context) error {
 				m.st = m.cp.clone()
 				n.members[m.id] = m
 			}
-			r := n.makeRec(&ev, id, len(ev.Details) > 0)
+			r := n.makeRec(&ev, id)
 			if !m.cp.Through.less(r.key) {
 				return nil // compacted already
 			}

@@ -47,8 +47,8 @@ func (k evKey) cmp(o evKey) int {
 	return bytes.Compare(k.id[:], o.id[:])
 }
 
-// rec is a retained event as the node keeps it in memory (its signed form
-// and details are on disk).
+// rec is a retained event as the node keeps it in memory: what the fold
+// needs. Its signed form, details and display fields are on disk.
 type rec struct {
 	key      evKey
 	reporter string // interned
@@ -56,11 +56,6 @@ type rec struct {
 	effect   Points // what it did to the score, set by the fold
 	rawAfter Points // the subject's raw score after it, set by the fold
 	pos, neg uint32 // outcomes counted positive and negative
-	typ      evType
-	sev      severity
-	details  bool // has details on disk
-	traceID  string
-	detected string
 }
 
 // cell is one reporter's budget for one subject in the open window.

@@ -419,7 +419,8 @@ func (n *Node) intern(s string) string {
 func (n *Node) Close(ctx context.Context) error {
 	n.closeOnce.Do(func() {
 		n.flushObserved(ctx)
-		n.closed.Store(true)
+		// Transports first: they may still hand over events while they
+		// drain.
 		n.tMu.Lock()
 		ts := n.transports
 		n.transports = nil
@@ -430,6 +431,10 @@ func (n *Node) Close(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+		// Shut submitters out; those already sending finish first.
+		n.subMu.Lock()
+		n.closed.Store(true)
+		n.subMu.Unlock()
 		close(n.stop)
 		<-n.done
 		if err := n.db.Close(); err != nil {

@@ -244,7 +244,7 @@ func (n *Node) applyItem(tx *bolt.Tx, it *item, now int64, ops *[]dbOp, deps map
 		n.fillScores(it, m)
 		return err
 	}
-	r := n.makeRec(&it.ev, it.id, it.details != nil)
+	r := n.makeRec(&it.ev, it.id)
 	pos, _ := slices.BinarySearchFunc(m.events, key, cmpRecKey)
 	m.events = slices.Insert(m.events, pos, r)
 	n.nEvents++
