@@ -109,6 +109,10 @@ type NodeConfig struct {
 	// MaxImportAgents bounds the entries of one snapshot import. If 0,
 	// DefaultMaxImportAgents.
 	MaxImportAgents int
+
+	// noSync skips fsync: for this package's tests that do not test
+	// durability.
+	noSync bool
 }
 
 // Node holds the reputation of agents as one member of a mesh: it signs
@@ -264,7 +268,7 @@ func Open(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		}
 	}
 	n.obs.init(cfg.MaxObserved)
-	db, err := bolt.Open(filepath.Join(cfg.Dir, DBFile), 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+	db, err := bolt.Open(filepath.Join(cfg.Dir, DBFile), 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true, NoSync: cfg.noSync})
 	if err != nil {
 		return nil, fmt.Errorf("reputation: open %s: %w", filepath.Join(cfg.Dir, DBFile), err)
 	}

@@ -37,15 +37,26 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
+var (
+	keyCacheMu sync.Mutex
+	keyCache   = map[string]identity.PrivateKey{}
+)
+
 // keyOf returns a deterministic key for an agent name.
 func keyOf(t testing.TB, name string) identity.PrivateKey {
 	t.Helper()
+	keyCacheMu.Lock()
+	defer keyCacheMu.Unlock()
+	if k, ok := keyCache[name]; ok {
+		return k
+	}
 	seed := make([]byte, 32)
 	copy(seed, name)
 	k, err := identity.PrivateKeyFromSeed(seed)
 	if err != nil {
 		t.Fatal(err)
 	}
+	keyCache[name] = k
 	return k
 }
 
