@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,8 +120,8 @@ func (n *Node) Apply(ctx context.Context, ev SignedEvent) error {
 	return n.ApplyBatch(ctx, "", []SignedEvent{ev})[0]
 }
 
-// ApplyBatch verifies events from the mesh (source names the peer that sent
-// them, "" if unknown) and applies the valid ones in one durable commit.
+// ApplyBatch verifies events from the mesh (source names the peer or
+// transport that delivered them) and applies the valid ones in one durable commit.
 // It returns one error per event, nil for an applied one. Errors wrap
 // ErrUnsigned, ErrUnknownKey, ErrBadSignature, ErrInvalidEvent,
 // ErrDuplicate (already applied: success for a receiver), ErrStale,
@@ -128,6 +129,9 @@ func (n *Node) Apply(ctx context.Context, ev SignedEvent) error {
 // fails every event. Details that the scrubber would change are dropped
 // (the signature covers only their hash).
 func (n *Node) ApplyBatch(ctx context.Context, source string, evs []SignedEvent) []error {
+	if source == "" {
+		source = "unknown" // "" marks this node's own events to the transports
+	}
 	errs := make([]error, len(evs))
 	verified := make([]*item, len(evs))
 	verifyAll := func(from, step int) {
@@ -237,20 +241,25 @@ func displayEvent(ev *SignedEvent, effect Points) Event {
 // served). An unknown agent is not found. For the node's own agent the
 // counts include what Observe counted locally.
 func (n *Node) Get(agentID string) (Snapshot, bool) {
+	var (
+		st     foldState
+		recent []rec
+	)
 	n.mu.RLock()
 	m := n.members[agentID]
-	if m == nil {
-		n.mu.RUnlock()
-		return Snapshot{}, false
+	if m != nil {
+		st = m.st
+		recent = slices.Clone(m.events[max(0, len(m.events)-RecentEvents):])
 	}
-	st := m.st
-	from := max(0, len(m.events)-RecentEvents)
-	recent := make([]rec, len(m.events)-from)
-	copy(recent, m.events[from:])
 	n.mu.RUnlock()
-
+	if m == nil {
+		if agentID != n.id || n.OwnOutcomes() == (Counts{}) {
+			return Snapshot{}, false
+		}
+		st = neutralState() // the own agent, with locally counted outcomes only
+	}
 	sc := AgentScore{
-		AgentID: m.id, Score: st.Score, InitialScore: NeutralScore,
+		AgentID: agentID, Score: st.Score, InitialScore: NeutralScore,
 		TotalEvents: st.Total, PositiveEvents: st.Positive, NegativeEvents: st.Negative,
 		RecentEvents: make([]Event, 0, len(recent)),
 	}

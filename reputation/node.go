@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -268,6 +269,9 @@ func Open(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		}
 	}
 	n.obs.init(cfg.MaxObserved)
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("reputation: data dir: %w", err)
+	}
 	db, err := bolt.Open(filepath.Join(cfg.Dir, DBFile), 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true, NoSync: cfg.noSync})
 	if err != nil {
 		return nil, fmt.Errorf("reputation: open %s: %w", filepath.Join(cfg.Dir, DBFile), err)

@@ -329,6 +329,9 @@ func TestSelfReportsNeverRaise(t *testing.T) {
 	if _, ok := n.Score("me"); ok {
 		t.Fatal("own outcomes made an event")
 	}
+	if snap, ok := n.Get("me"); !ok || snap.Score != NeutralScore || snap.PositiveEvents != 20 || snap.NegativeEvents != 1 {
+		t.Fatalf("own agent before any event: %+v, %v", snap, ok)
+	}
 	// A (forged) summary the node signed about itself does not raise it.
 	if err := n.Apply(ctx, forge(t, "me", EventBody{Subject: "me", Type: TypeSummary, Time: clk.Now(), Counts: Counts{Success: 50}})); err != nil {
 		t.Fatal(err)

@@ -75,6 +75,7 @@ type peer struct {
 	url   string
 	queue chan reputation.SignedEvent
 	kick  chan struct{} // asks for an anti-entropy round soon
+	busy  atomic.Bool   // the sender holds a batch
 }
 
 var _ reputation.Transport = (*Gossip)(nil)
@@ -152,10 +153,14 @@ func (g *Gossip) Publish(b reputation.Batch) {
 // delivers them later).
 func (g *Gossip) Dropped() uint64 { return g.dropped.Load() }
 
-// Close stops the senders after they pushed what is queued, within ctx.
+// Close lets the senders push what is queued, while ctx allows, and stops
+// them.
 func (g *Gossip) Close(ctx context.Context) error {
 	if !g.closed.CompareAndSwap(false, true) {
 		return nil
+	}
+	for g.pending() && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
 	}
 	close(g.stop)
 	done := make(chan struct{})
@@ -168,6 +173,15 @@ func (g *Gossip) Close(ctx context.Context) error {
 	}
 }
 
+func (g *Gossip) pending() bool {
+	for _, p := range g.peers {
+		if len(p.queue) > 0 || p.busy.Load() {
+			return true
+		}
+	}
+	return false
+}
+
 // sender pushes a peer's queue in batches, retrying with backoff while the
 // peer is unreachable.
 func (g *Gossip) sender(p *peer) {
@@ -176,8 +190,10 @@ func (g *Gossip) sender(p *peer) {
 	var batch []reputation.SignedEvent
 	for {
 		if len(batch) == 0 {
+			p.busy.Store(false)
 			select {
 			case ev := <-p.queue:
+				p.busy.Store(true)
 				batch = append(batch, ev)
 			case <-g.stop:
 				return
@@ -315,7 +331,7 @@ func (g *Gossip) reconcileBucket(ctx context.Context, p *peer, win int64, prefix
 		if err := g.call(ctx, p, RouteFetch, FetchRequest{IDs: want[:k]}, &fr); err != nil {
 			return err
 		}
-		g.node.ApplyBatch(ctx, "", fr.Events)
+		g.node.ApplyBatch(ctx, p.url, fr.Events)
 		want = want[k:]
 	}
 	for len(give) > 0 {
