@@ -28,7 +28,10 @@ const (
 	DefaultQueue       = 4096
 	DefaultBatch       = 256
 	DefaultTimeout     = 10 * time.Second
-	maxAnswerBytes     = 32 << 20
+	// DrainTimeout bounds how long Close waits for queued pushes (a peer
+	// that is down does not hold the shutdown).
+	DrainTimeout   = 2 * time.Second
+	maxAnswerBytes = 32 << 20
 )
 
 // Config configures the HTTP transport. Node and Key are required.
@@ -153,13 +156,14 @@ func (g *Gossip) Publish(b reputation.Batch) {
 // delivers them later).
 func (g *Gossip) Dropped() uint64 { return g.dropped.Load() }
 
-// Close lets the senders push what is queued, while ctx allows, and stops
-// them.
+// Close lets the senders push what is queued, for at most DrainTimeout
+// and while ctx allows, and stops them.
 func (g *Gossip) Close(ctx context.Context) error {
 	if !g.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	for g.pending() && ctx.Err() == nil {
+	deadline := time.Now().Add(DrainTimeout)
+	for g.pending() && ctx.Err() == nil && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	close(g.stop)

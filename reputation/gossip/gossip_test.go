@@ -97,6 +97,15 @@ func startMesh(t testing.TB, n int, peersOf func(i int) []int, tweak func(*Confi
 		}
 		m.node, m.gossip = node, g
 	}
+	// Stop every transport before any node closes, so that none waits for
+	// a peer that is already gone.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		for _, m := range nodes {
+			_ = m.gossip.Close(ctx)
+		}
+	})
 	return nodes
 }
 
@@ -363,3 +372,21 @@ func TestHandlerEndpoints(t *testing.T) {
 }
 
 var _ = net.Listen
+
+// TestCloseDoesNotWaitForADownPeer: queued pushes to a peer that is down
+// hold the shutdown for DrainTimeout at most.
+func TestCloseDoesNotWaitForADownPeer(t *testing.T) {
+	nodes := startMesh(t, 2, allOthers(2), nil)
+	nodes[1].srv.Close()
+	if _, err := nodes[0].node.Report(context.Background(), reputation.Report{Subject: "x", Type: "error"}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := nodes[0].node.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("close took %s", time.Since(start))
+	if d := time.Since(start); d > DrainTimeout+time.Second {
+		t.Fatalf("Close took %s", d)
+	}
+}

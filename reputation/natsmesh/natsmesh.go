@@ -39,6 +39,9 @@ const (
 	DefaultStream  = "IATP_REPUTATION"
 	DefaultQueue   = 8192
 	DefaultBatch   = 256
+	// DrainTimeout bounds how long Close waits for queued events to be
+	// published.
+	DrainTimeout = 2 * time.Second
 )
 
 // Config configures the NATS transport. Node and URL are required.
@@ -187,8 +190,10 @@ func (m *Mesh) Close(ctx context.Context) error {
 	if !m.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	// Let the publisher drain the queue while ctx allows.
-	for len(m.queue) > 0 && ctx.Err() == nil && m.nc.IsConnected() {
+	// Let the publisher drain the queue while ctx allows, for at most
+	// DrainTimeout.
+	deadline := time.Now().Add(DrainTimeout)
+	for len(m.queue) > 0 && ctx.Err() == nil && m.nc.IsConnected() && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	close(m.stop)
