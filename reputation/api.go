@@ -272,11 +272,11 @@ func (n *Node) Get(agentID string) (Snapshot, bool) {
 		sc.NegativeEvents += int64(own.Failure + own.Timeout + own.Error)
 		sc.TotalEvents += int64(own.Success + own.Failure + own.Timeout + own.Error)
 	}
-	ids := make([][32]byte, len(recent))
+	seqs := make([]uint64, len(recent))
 	for i := range recent {
-		ids[i] = recent[i].key.id
+		seqs[i] = recent[i].seq
 	}
-	stored, err := n.readEvents(ids)
+	stored, err := n.readEvents(seqs)
 	if err != nil {
 		n.log.Warn("reputation: cannot read events", "agent_id", agentID, "err", err)
 	}
@@ -421,7 +421,7 @@ func (n *Node) Events(ids []string) ([]SignedEvent, error) {
 		copy(id[:], b)
 		bin = append(bin, id)
 	}
-	return n.readEvents(bin)
+	return n.readEventsByID(bin)
 }
 
 // LocalEvents returns the stored events this node signed at or after

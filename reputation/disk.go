@@ -16,11 +16,14 @@ import (
 
 // The database holds four buckets:
 //
-//	ev  event id (32 bytes) → the signed event's JSON (details included
-//	    when they were scrubbed and kept)
-//	wx  window (8 bytes, big endian) + event id → 0 for a retained event,
-//	    1 for a compacted one (kept until the window leaves MaxEventAge, so
-//	    replays stay duplicates and digests stay comparable)
+//	ev  sequence number (8 bytes, big endian, in the order events were
+//	    stored) → the signed event's JSON (details included when they
+//	    were scrubbed and kept); appending keeps a commit's writes on a few
+//	    pages
+//	wx  window (8 bytes, big endian) + event id → the event's sequence
+//	    number while it is retained, the single byte 1 once it is compacted
+//	    (kept until the window leaves MaxEventAge, so replays stay
+//	    duplicates and digests stay comparable)
 //	ag  agent id → its signed checkpoint (compacted history) and whether it
 //	    is cold (evicted from memory with a penalty)
 //	meta
@@ -33,10 +36,13 @@ var (
 	bucketMeta   = []byte("meta")
 )
 
-const (
-	wxRetained  = 0
-	wxCompacted = 1
-)
+// dbFormat is written in meta; another format is refused, not misread.
+const dbFormat = "iatp-reputation/1"
+
+// wxCompacted is the wx value of a compacted event.
+var wxCompacted = []byte{1}
+
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq) }
 
 // cpContext prefixes a checkpoint's signed bytes.
 const cpContext = "iatp-reputation-checkpoint/1\n"
@@ -164,6 +170,13 @@ func (n *Node) load(ctx context.Context) error {
 				return err
 			}
 		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get([]byte("format")); {
+		case v == nil:
+			return meta.Put([]byte("format"), []byte(dbFormat))
+		case string(v) != dbFormat:
+			return fmt.Errorf("database format %q, this version reads %q", v, dbFormat)
+		}
 		return nil
 	})
 	if err != nil {
@@ -184,6 +197,11 @@ func (n *Node) load(ctx context.Context) error {
 			return err
 		}
 		var count int
+		if k, _ := tx.Bucket(bucketEvents).Cursor().Last(); len(k) == 8 {
+			n.seq = binary.BigEndian.Uint64(k)
+		} else {
+			n.seq = 0
+		}
 		err = tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
 			if count++; count%4096 == 0 {
 				if err := ctx.Err(); err != nil {
@@ -194,8 +212,11 @@ func (n *Node) load(ctx context.Context) error {
 			if err := json.Unmarshal(v, &ev); err != nil {
 				return fmt.Errorf("event %x: %w", k, err)
 			}
-			var id [32]byte
-			copy(id[:], k)
+			b, err := hex.DecodeString(ev.ID)
+			if err != nil || len(b) != 32 || len(k) != 8 {
+				return fmt.Errorf("event %x: bad id or key", k)
+			}
+			id := [32]byte(b)
 			m := n.members[ev.Body.Subject]
 			if m == nil {
 				m = &member{id: strings.Clone(ev.Body.Subject), cp: neutralState()}
@@ -203,6 +224,7 @@ func (n *Node) load(ctx context.Context) error {
 				n.members[m.id] = m
 			}
 			r := n.makeRec(&ev, id)
+			r.seq = binary.BigEndian.Uint64(k)
 			if !m.cp.Through.less(r.key) {
 				return nil // compacted already
 			}
@@ -283,14 +305,14 @@ func (n *Node) horizonWindow() int64 {
 	return (n.now().UnixMicro() - n.cfg.MaxEventAge.Microseconds()) / n.p.window
 }
 
-// readEvents returns the stored events with the given ids (missing ones
-// are skipped).
-func (n *Node) readEvents(ids [][32]byte) ([]SignedEvent, error) {
+// readEvents returns the stored events with the given sequence numbers
+// (missing ones are skipped).
+func (n *Node) readEvents(seqs []uint64) ([]SignedEvent, error) {
 	var out []SignedEvent
 	err := n.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEvents)
-		for _, id := range ids {
-			v := b.Get(id[:])
+		for _, seq := range seqs {
+			v := b.Get(seqKey(seq))
 			if v == nil {
 				continue
 			}
@@ -303,6 +325,37 @@ func (n *Node) readEvents(ids [][32]byte) ([]SignedEvent, error) {
 		return nil
 	})
 	return out, err
+}
+
+// readEventsByID returns the retained events with the given ids, looking
+// each up in the windows inside MaxEventAge, newest first.
+func (n *Node) readEventsByID(ids [][32]byte) ([]SignedEvent, error) {
+	n.mu.RLock()
+	wins := make([]int64, 0, len(n.digest))
+	for w := range n.digest {
+		wins = append(wins, w)
+	}
+	n.mu.RUnlock()
+	slices.SortFunc(wins, func(a, b int64) int { return int(min(max(b-a, -1), 1)) })
+	var seqs []uint64
+	err := n.db.View(func(tx *bolt.Tx) error {
+		wx := tx.Bucket(bucketWindow)
+		for _, id := range ids {
+			for _, w := range wins {
+				if v := wx.Get(wxKey(w, id)); v != nil {
+					if len(v) == 8 {
+						seqs = append(seqs, binary.BigEndian.Uint64(v))
+					}
+					break
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n.readEvents(seqs)
 }
 
 // dbOp is one write of a batch.

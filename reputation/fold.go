@@ -56,6 +56,7 @@ type rec struct {
 	effect   Points // what it did to the score, set by the fold
 	rawAfter Points // the subject's raw score after it, set by the fold
 	pos, neg uint32 // outcomes counted positive and negative
+	seq      uint64 // its key in bucket ev
 }
 
 // cell is one reporter's budget for one subject in the open window.

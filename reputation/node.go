@@ -145,6 +145,7 @@ type Node struct {
 	maxWin   map[string]int64 // reporter → latest window it reported in
 	interned map[string]string
 	digest   map[int64]*[digestPrefixes]bucket
+	seq      uint64 // the last key used in bucket ev
 
 	// idx is the lock-light index Score reads.
 	idx [indexShards]indexShard

@@ -245,6 +245,8 @@ func (n *Node) applyItem(tx *bolt.Tx, it *item, now int64, ops *[]dbOp, deps map
 		return err
 	}
 	r := n.makeRec(&it.ev, it.id)
+	n.seq++
+	r.seq = n.seq
 	pos, _ := slices.BinarySearchFunc(m.events, key, cmpRecKey)
 	m.events = slices.Insert(m.events, pos, r)
 	n.nEvents++
@@ -263,8 +265,8 @@ func (n *Node) applyItem(tx *bolt.Tx, it *item, now int64, ops *[]dbOp, deps map
 	ev := it.ev
 	ev.Details = it.details
 	*ops = append(*ops,
-		dbOp{bucket: bucketEvents, key: append([]byte(nil), it.id[:]...), value: ev.AppendJSON(make([]byte, 0, 512))},
-		dbOp{bucket: bucketWindow, key: wxKey(win, it.id), value: []byte{wxRetained}})
+		dbOp{bucket: bucketEvents, key: seqKey(r.seq), value: ev.AppendJSON(make([]byte, 0, 512))},
+		dbOp{bucket: bucketWindow, key: wxKey(win, it.id), value: seqKey(r.seq)})
 	n.digestFlip(win, it.id, 1)
 	// A report about m at win changes m's standing in every later window:
 	// agents m reported on after win must fold again.
@@ -334,7 +336,7 @@ func (n *Node) checkCell(m *member, reporter string, win int64, key evKey, ops *
 	m.events = slices.Delete(m.events, last, last+1)
 	n.nEvents--
 	*ops = append(*ops,
-		dbOp{bucket: bucketEvents, key: append([]byte(nil), gone.key.id[:]...)},
+		dbOp{bucket: bucketEvents, key: seqKey(gone.seq)},
 		dbOp{bucket: bucketWindow, key: wxKey(win, gone.key.id)})
 	n.digestFlip(win, gone.key.id, -1)
 	n.stats.displaced.Add(1)
@@ -413,9 +415,9 @@ func (n *Node) compact(m *member, k int, ops *[]dbOp) {
 		e := m.events[i]
 		cp.step(m.id, &e, &n.p)
 		win := e.key.at / n.p.window
-		*ops = append(*ops, dbOp{bucket: bucketEvents, key: append([]byte(nil), e.key.id[:]...)})
+		*ops = append(*ops, dbOp{bucket: bucketEvents, key: seqKey(e.seq)})
 		if win >= horizon {
-			*ops = append(*ops, dbOp{bucket: bucketWindow, key: wxKey(win, e.key.id), value: []byte{wxCompacted}})
+			*ops = append(*ops, dbOp{bucket: bucketWindow, key: wxKey(win, e.key.id), value: wxCompacted})
 		} else {
 			*ops = append(*ops, dbOp{bucket: bucketWindow, key: wxKey(win, e.key.id)})
 		}
