@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -107,6 +108,36 @@ func TestAgedEventsCompactAndStayDuplicates(t *testing.T) {
 		t.Fatalf("replay after the age: %v", err)
 	}
 	if p := score(t, n, "x"); p != 450 {
+		t.Fatalf("x at %s", p)
+	}
+}
+
+// TestKeyChangeIsExplained: a node whose key changed cannot verify its own
+// checkpoints and says why, until the old key is listed.
+func TestKeyChangeIsExplained(t *testing.T) {
+	clk := newFakeClock()
+	dir := t.TempDir()
+	n := openNode(t, dir, "node-a", clk.Now, nil, func(c *NodeConfig) { c.MaxEventsPerAgent = 2 })
+	ctx := context.Background()
+	for i := range 4 {
+		clk.Add(time.Second)
+		if _, err := n.Report(ctx, Report{Subject: "x", Type: TypeError, TraceID: fmt.Sprint("t-", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.Close(ctx)
+	newKey := keyOf(t, "node-a-rotated")
+	_, err := Open(ctx, NodeConfig{Dir: dir, AgentID: "node-a", Key: newKey, Clock: clk.Now, Logger: quiet})
+	if !errors.Is(err, ErrBadSignature) || !strings.Contains(err.Error(), "key changed") {
+		t.Fatalf("open with a new key: %v", err)
+	}
+	n2, err := Open(ctx, NodeConfig{Dir: dir, AgentID: "node-a", Key: newKey, Clock: clk.Now, Logger: quiet,
+		Reporters: keysOf(t, "node-a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close(ctx)
+	if p := score(t, n2, "x"); p != 300 {
 		t.Fatalf("x at %s", p)
 	}
 }

@@ -120,7 +120,11 @@ func (n *Node) decodeCheckpoint(subject string, data []byte) (foldState, bool, e
 		}
 	}
 	if !ok {
-		return foldState{}, false, fmt.Errorf("%w: checkpoint of %q signed by %q", ErrBadSignature, truncate(subject, 64), truncate(p.Signer, 64))
+		hint := ""
+		if p.Signer == n.id {
+			hint = " (the node's key changed? list the old public key under the node's own id in Reporters)"
+		}
+		return foldState{}, false, fmt.Errorf("%w: checkpoint of %q signed by %q%s", ErrBadSignature, truncate(subject, 64), truncate(p.Signer, 64), hint)
 	}
 	id, err := hex.DecodeString(p.ThroughID)
 	if err != nil || len(id) != 32 {

@@ -33,6 +33,8 @@ const (
 	DefaultMaxEvents                = 1_000_000
 	DefaultMaxEventsPerCell         = 128
 	DefaultMaxObserved              = 10_000
+	// MaxReporters bounds the agents with trusted reporter keys.
+	MaxReporters = 100_000
 	// DBFile is the name of the node's database in NodeConfig.Dir.
 	DBFile = "reputation.db"
 )
@@ -317,6 +319,9 @@ func (n *Node) AddReporterKey(agentID string, pub ed25519.PublicKey) error {
 	n.keysMu.Lock()
 	defer n.keysMu.Unlock()
 	ks := n.keys[agentID]
+	if ks == nil && len(n.keys) >= MaxReporters {
+		return fmt.Errorf("reporter %q: already %d reporters", truncate(agentID, 64), MaxReporters)
+	}
 	for _, k := range ks {
 		if k.Equal(pub) {
 			return nil

@@ -16,8 +16,8 @@ var allowed = map[string][]string{
 	"identity":            {},
 	"recorder":            {},
 	"reputation":          {"manifest", "detect", "identity"},
-	"reputation/gossip":   {"reputation", "identity", "detect", "manifest"},
-	"reputation/natsmesh": {"reputation", "identity"},
+	"reputation/gossip":   {"reputation", "identity"},
+	"reputation/natsmesh": {"reputation"},
 	"policy":              {"manifest", "detect"},
 	"sidecar":             {"manifest", "detect", "policy", "recorder", "reputation", "identity"},
 }
