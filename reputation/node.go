@@ -28,7 +28,7 @@ const (
 	DefaultSummary                  = time.Minute
 	DefaultMaxEventAge              = 24 * time.Hour
 	DefaultMaxClockSkew             = 5 * time.Minute
-	DefaultMaxColdAgents            = 1_000_000
+	DefaultMaxColdAgents            = 250_000
 	DefaultMaxEventsPerAgent        = 1024
 	DefaultMaxEvents                = 1_000_000
 	DefaultMaxEventsPerCell         = 128
