@@ -2,6 +2,7 @@ package reputation
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/hex"
@@ -177,11 +178,22 @@ func (n *Node) load(ctx context.Context) error {
 		meta := tx.Bucket(bucketMeta)
 		switch v := meta.Get([]byte("format")); {
 		case v == nil:
-			return meta.Put([]byte("format"), []byte(dbFormat))
+			if err := meta.Put([]byte("format"), []byte(dbFormat)); err != nil {
+				return err
+			}
 		case string(v) != dbFormat:
 			return fmt.Errorf("database format %q, this version reads %q", v, dbFormat)
 		}
-		return nil
+		if v := meta.Get([]byte("instance")); v != nil {
+			n.instance = string(v)
+			return nil
+		}
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return err
+		}
+		n.instance = hex.EncodeToString(b[:])
+		return meta.Put([]byte("instance"), []byte(n.instance))
 	})
 	if err != nil {
 		return fmt.Errorf("reputation: database: %w", err)

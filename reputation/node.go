@@ -148,6 +148,7 @@ type Node struct {
 	interned map[string]string
 	digest   map[int64]*[digestPrefixes]bucket
 	seq      uint64 // the last key used in bucket ev
+	instance string // random id of this database, made when it was created
 
 	// idx is the lock-light index Score reads.
 	idx [indexShards]indexShard
@@ -301,6 +302,12 @@ func defaultScrub(details []byte) []byte {
 // transport that retains events, like a JetStream stream, keeps them as
 // long).
 func (n *Node) MaxEventAge() time.Duration { return n.cfg.MaxEventAge }
+
+// Instance returns a random id made when the node's database was created:
+// a transport keeps per-database state (a durable consumer) under it, so
+// that a node whose data directory was wiped reads the mesh's history
+// again.
+func (n *Node) Instance() string { return n.instance }
 
 // AgentID returns the node's own agent id.
 func (n *Node) AgentID() string { return n.id }

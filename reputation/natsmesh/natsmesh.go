@@ -56,7 +56,8 @@ type Config struct {
 	// Stream that keeps them. If "", DefaultStream.
 	Stream string
 	// Durable names this node's consumer. If "", derived from the node's
-	// agent id.
+	// agent id and database instance, so that a node with a new database
+	// reads the stream from its start.
 	Durable string
 	// Replicas of the stream in a clustered server. If 0, 1.
 	Replicas int
@@ -107,7 +108,7 @@ func New(cfg Config) (*Mesh, error) {
 		cfg.Stream = DefaultStream
 	}
 	if cfg.Durable == "" {
-		sum := sha256.Sum256([]byte(cfg.Node.AgentID()))
+		sum := sha256.Sum256([]byte(cfg.Node.AgentID() + "\x00" + cfg.Node.Instance()))
 		cfg.Durable = "iatp-" + hex.EncodeToString(sum[:12])
 	}
 	if cfg.Replicas == 0 {
@@ -259,6 +260,9 @@ func (m *Mesh) start() error {
 		AckWait:       30 * time.Second,
 		MaxDeliver:    50,
 		MaxAckPending: 4 * DefaultBatch,
+		// A consumer unused for as long as events are kept is useless:
+		// its node would read the stream from the start anyway.
+		InactiveThreshold: m.node.MaxEventAge(),
 		FilterSubject: m.cfg.Subject,
 	})
 	if err != nil {

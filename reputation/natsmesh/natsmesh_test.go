@@ -214,3 +214,22 @@ func TestForgedEventOnTheStreamIsRefused(t *testing.T) {
 		t.Fatal("a forged event moved a score")
 	}
 }
+
+// TestWipedNodeReadsHistoryAgain: a node that comes back with an empty
+// data directory (same agent id) gets every event from the stream again.
+func TestWipedNodeReadsHistoryAgain(t *testing.T) {
+	srv := startServer(t, -1, t.TempDir())
+	reporters := reportersOf(t, 2)
+	a := startNode(t, srv.ClientURL(), 0, reporters)
+	b := startNode(t, srv.ClientURL(), 1, reporters)
+	ctx := context.Background()
+	if _, err := a.node.Report(ctx, reputation.Report{Subject: "x", Type: "error"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "b has it", allHave([]*natsNode{b}, "x", 450))
+	if err := b.node.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again := startNode(t, srv.ClientURL(), 1, reporters) // a new temp dir: wiped
+	waitFor(t, 10*time.Second, "the wiped node reads the history", allHave([]*natsNode{again}, "x", 450))
+}
