@@ -263,7 +263,7 @@ func (m *Mesh) start() error {
 		// A consumer unused for as long as events are kept is useless:
 		// its node would read the stream from the start anyway.
 		InactiveThreshold: m.node.MaxEventAge(),
-		FilterSubject: m.cfg.Subject,
+		FilterSubject:     m.cfg.Subject,
 	})
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
