@@ -390,3 +390,50 @@ func TestCloseDoesNotWaitForADownPeer(t *testing.T) {
 		t.Fatalf("Close took %s", d)
 	}
 }
+
+// TestIDsPages: a bucket's ids come back in pages that neither repeat nor
+// skip one.
+func TestIDsPages(t *testing.T) {
+	nodes := startMesh(t, 2, func(int) []int { return nil }, nil)
+	ctx := context.Background()
+	for i := range 40 {
+		if _, err := nodes[0].node.Report(ctx, reputation.Report{Subject: fmt.Sprint("s-", i), Type: "error"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := &peer{url: nodes[0].srv.URL}
+	seen := map[string]bool{}
+	for _, d := range nodes[0].node.Digest() {
+		for prefix := range 16 {
+			after := ""
+			for {
+				var ir IDsResponse
+				if err := nodes[1].gossip.call(ctx, p, RouteIDs, IDsRequest{Window: d.Window, Prefix: prefix, After: after, Limit: 2}, &ir); err != nil {
+					t.Fatal(err)
+				}
+				for _, id := range ir.IDs {
+					if seen[id] {
+						t.Fatalf("id %s twice", id)
+					}
+					seen[id] = true
+				}
+				if !ir.More {
+					break
+				}
+				after = ir.IDs[len(ir.IDs)-1]
+			}
+		}
+	}
+	if len(seen) != 40 {
+		t.Fatalf("%d ids listed, want 40", len(seen))
+	}
+	// And anti-entropy alone brings all 40 to the other node.
+	if err := nodes[1].gossip.reconcile(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		if p, ok := nodes[1].node.Score(fmt.Sprint("s-", i)); !ok || p != 450 {
+			t.Fatalf("s-%d: %s %v", i, p, ok)
+		}
+	}
+}
