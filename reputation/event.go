@@ -95,7 +95,7 @@ type Event struct {
 // accepted ones.
 func Delta(reason, severity string) (Points, string, error) {
 	typ, ok := parseType(reason)
-	if !ok || typ == typImport {
+	if !ok || typ == typImport || typ == typSummary {
 		return 0, "", fmt.Errorf("%w %q: want one of hallucination, failure, timeout, error, success",
 			ErrUnknownReason, truncate(reason, 64))
 	}
@@ -115,9 +115,10 @@ const (
 	typError
 	typSuccess
 	typImport
+	typSummary
 )
 
-var typeNames = [...]string{"", TypeHallucination, TypeFailure, TypeTimeout, TypeError, TypeSuccess, TypeImport}
+var typeNames = [...]string{"", TypeHallucination, TypeFailure, TypeTimeout, TypeError, TypeSuccess, TypeImport, TypeSummary}
 
 type severity uint8
 
@@ -216,7 +217,7 @@ func prepare(ev Event, newID func() string, now time.Time) (storedEvent, Event, 
 		return se, ev, fmt.Errorf("%w: agent_id: %w", ErrInvalidEvent, err)
 	}
 	typ, ok := parseType(ev.Type)
-	if !ok || typ == typImport {
+	if !ok || typ == typImport || typ == typSummary {
 		_, _, err := Delta(ev.Type, ev.Severity)
 		return se, ev, err
 	}
