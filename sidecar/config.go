@@ -52,6 +52,8 @@ type Config struct {
 	EgressListen string
 	// Egress configures the egress proxy.
 	Egress EgressConfig
+	// Reputation configures the reputation node, kept in DataDir.
+	Reputation ReputationConfig
 	// DataDir holds the sidecar's state: the flight recorder in
 	// DataDir/recorder. Required.
 	DataDir string

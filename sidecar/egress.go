@@ -190,6 +190,7 @@ func (s *Sidecar) egressOutcome(x *pipeline.Exchange, status int, r *pipeline.Re
 	default:
 		s.metrics.egress.WithLabelValues(string(r.Reason)).Inc()
 	}
+	s.observe(x, x.TargetID, status, r) // the caller reports what it saw of the target
 }
 
 // serveEgress is the egress proxy on fasthttp: an HTTP forward proxy for

@@ -188,34 +188,20 @@ func copyFields(all iter.Seq2[[]byte, []byte]) pipeline.Fields {
 	return out
 }
 
-// outcome counts a call's result: metrics, and the agent's reputation.
+// outcome counts a call's result to the protected agent: metrics, and the
+// agent's own outcomes (counted locally, never raising its score).
 func (s *Sidecar) outcome(x *pipeline.Exchange, status int, r *pipeline.Refusal) {
 	switch {
 	case r == nil:
 		s.metrics.answer(status)
-		if status >= 200 && status < 300 {
-			s.recordOwnReputation(x.TraceID, reputation.TypeSuccess)
-		}
 	case r.Reason == pipeline.UpstreamTimeout:
 		s.metrics.upstream.WithLabelValues(reputation.TypeTimeout).Inc()
-		s.recordOwnReputation(x.TraceID, reputation.TypeTimeout)
 	case r.Reason == pipeline.Canceled:
 		s.metrics.upstream.WithLabelValues("canceled").Inc()
 	default:
-		if r.Reason == pipeline.Upstream && status < 300 {
-			s.metrics.answer(status)
-		}
 		s.metrics.upstream.WithLabelValues(reputation.TypeError).Inc()
-		s.recordOwnReputation(x.TraceID, reputation.TypeError)
 	}
-}
-
-// recordOwnReputation counts one exchange for the protected agent.
-func (s *Sidecar) recordOwnReputation(traceID, kind string) {
-	_, err := s.rep.Record(context.Background(), reputation.Event{AgentID: s.cfg.Manifest.AgentID(), Type: kind, TraceID: traceID, DetectedBy: "iatp"})
-	if err != nil && !errors.Is(err, reputation.ErrDuplicateEvent) {
-		s.log.Warn("reputation: cannot record", "agent_id", s.cfg.Manifest.AgentID(), "err", err)
-	}
+	s.observe(x, s.cfg.Manifest.AgentID(), status, r)
 }
 
 // Observe counts and logs how an exchange ended: one line per decision.

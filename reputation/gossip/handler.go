@@ -87,6 +87,10 @@ type HandlerConfig struct {
 	PublicURL string
 	// RecordSlash writes a slash into the flight recorder. May be nil.
 	RecordSlash func(ctx context.Context, rec SlashRecord)
+	// RecordImport writes an import into the flight recorder: the trace id
+	// of the request, who imported (admin or a peer's agent id), how many
+	// agents it changed and its size. May be nil.
+	RecordImport func(ctx context.Context, traceID, source string, updated, bytes int)
 	// TraceID returns the trace id answers carry in X-Agent-Trace-ID. If
 	// nil, the request's valid X-Agent-Trace-ID or a new UUID.
 	TraceID func(r *http.Request) string
@@ -389,7 +393,11 @@ func (h *Handler) serveImport(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, h.cfg.TraceID(r), http.StatusOK, map[string]any{"status": "imported", "agents_updated": n})
+	traceID := h.cfg.TraceID(r)
+	if h.cfg.RecordImport != nil {
+		h.cfg.RecordImport(r.Context(), traceID, source, n, len(body))
+	}
+	writeJSON(w, traceID, http.StatusOK, map[string]any{"status": "imported", "agents_updated": n})
 }
 
 // PushRequest is the body of a push and a fetch answer.
