@@ -3,7 +3,6 @@ package sidecar
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net"
 	"net/http"
 	"strconv"
@@ -17,12 +16,6 @@ import (
 	"github.com/iatp/iatp/recorder"
 	"github.com/iatp/iatp/reputation/gossip"
 )
-
-// maxAdminBody bounds the body of slash requests.
-const maxAdminBody = 64 << 10
-
-// maxImportBody bounds the body of reputation imports.
-const maxImportBody = 16 << 20
 
 // maxTraceRecords bounds the records /trace returns.
 const maxTraceRecords = 1000
@@ -254,31 +247,4 @@ func (s *Sidecar) recordSlash(ctx context.Context, rec gossip.SlashRecord) {
 	}
 	s.record(ctx, &recorder.Record{Kind: recorder.KindReputation, TraceID: traceID, CallerID: rec.Caller,
 		Reasons: []string{res.Event.Type}, Details: details}, policy.Caller{}, s.cfg.Clock())
-}
-
-// readLimited reads a request body of at most limit bytes.
-func readLimited(r *http.Request, limit int64) ([]byte, *pipeline.Refusal) {
-	if r.ContentLength > limit {
-		return nil, errorf(http.StatusRequestEntityTooLarge, "request body larger than the limit")
-	}
-	body, err := wire.ReadAll(r.Body, limit)
-	switch {
-	case errors.Is(err, wire.ErrTooLarge):
-		return nil, errorf(http.StatusRequestEntityTooLarge, "request body larger than the limit")
-	case err != nil:
-		return nil, &pipeline.Refusal{Unrecorded: true, Status: http.StatusBadRequest, Msg: "cannot read the request body", Cause: err}
-	}
-	return body, nil
-}
-
-// decodeObject decodes a JSON object body into v, refusing anything else.
-func decodeObject(body []byte, v any) *pipeline.Refusal {
-	trimmed := strings.TrimSpace(string(body))
-	if !strings.HasPrefix(trimmed, "{") {
-		return errorf(http.StatusBadRequest, "Invalid JSON payload: the body must be a JSON object")
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return errorf(http.StatusBadRequest, "Invalid JSON payload: "+err.Error())
-	}
-	return nil
 }
