@@ -182,7 +182,7 @@ func load(ctx context.Context, dir string, logger *slog.Logger) (*loaded, error)
 	if err != nil {
 		return st, err
 	}
-	cks, ckEnd, ckTorn, err := readCheckpoints(segPath(dir, checkpointsFile), nil)
+	cks, ckEnd, ckTorn, err := readCheckpoints(segPath(dir, checkpointsFile))
 	if err != nil {
 		return st, err
 	}

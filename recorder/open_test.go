@@ -196,7 +196,7 @@ func TestCheckpointsByCountAndTime(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	cks, _, _, err := readCheckpoints(filepath.Join(dir, checkpointsFile), []ed25519.PublicKey{testKey.Public().(ed25519.PublicKey)})
+	cks, _, _, err := readCheckpoints(filepath.Join(dir, checkpointsFile))
 	if err != nil || len(cks) != 3 || cks[2].Seq != 13 {
 		t.Fatalf("checkpoint file = %+v, %v (Close must checkpoint the tail)", cks, err)
 	}
@@ -253,7 +253,7 @@ func TestRetentionBySize(t *testing.T) {
 			t.Fatalf("trace 0 record %d: seq %d, want %d", i, got[i].Seq, want[i])
 		}
 	}
-	cks, _, _, _ := readCheckpoints(filepath.Join(dir, checkpointsFile), nil)
+	cks, _, _, _ := readCheckpoints(filepath.Join(dir, checkpointsFile))
 	if len(cks) == 0 || len(cks) > 10 {
 		t.Fatalf("%d checkpoints kept", len(cks))
 	}

@@ -15,10 +15,11 @@ import (
 
 // VerifyOptions configures Verify.
 type VerifyOptions struct {
-	// TrustedKeys are the checkpoint keys to accept. If empty, each
-	// checkpoint is checked against the public key it carries, which proves
-	// it was not damaged but not who signed it (VerifyReport.CheckpointsTrusted
-	// is then false).
+	// TrustedKeys are the checkpoint keys to accept. Each checkpoint is
+	// checked against the public key it carries, which proves it was not
+	// damaged but not who signed it; with TrustedKeys, that key must also be
+	// one of them, or Verify returns a *KeyError (ErrUntrustedKey). If empty,
+	// VerifyReport.CheckpointsTrusted is false.
 	TrustedKeys []ed25519.PublicKey
 	// RequireCheckpoint fails a log that has no checkpoint at all.
 	RequireCheckpoint bool
@@ -53,6 +54,9 @@ type VerifyReport struct {
 	// --recorder-recover. Verify them separately.
 	Recovered []string     `json:"recovered,omitempty"`
 	Problem   *VerifyError `json:"problem,omitempty"`
+	// UntrustedKey is set when every record and checkpoint holds but a
+	// checkpoint is signed by a key outside VerifyOptions.TrustedKeys.
+	UntrustedKey *KeyError `json:"untrusted_key,omitempty"`
 }
 
 // Verify checks the whole log in dir (the recorder directory): every record's
@@ -61,6 +65,8 @@ type VerifyReport struct {
 // record names), and every checkpoint (signature, order, and the hash of the
 // record it names; the log must reach the newest). It stops at the first
 // problem, returned as a *VerifyError (wrapping ErrCorrupt) and also in the
+// report. When everything holds but a checkpoint is signed by a key outside
+// opts.TrustedKeys, it returns a *KeyError (ErrUntrustedKey), also in the
 // report. It reads the log without locking it, so a sidecar may be writing;
 // a partial last line is then reported as TornTailBytes, not as a problem.
 // ErrNoLog if dir has neither segments nor checkpoints.
@@ -80,7 +86,7 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*VerifyReport,
 			}
 		}
 	}
-	cks, _, _, err := readCheckpoints(segPath(dir, checkpointsFile), opts.TrustedKeys)
+	cks, _, _, err := readCheckpoints(segPath(dir, checkpointsFile))
 	if err != nil {
 		return rep.fail(err)
 	}
@@ -98,6 +104,11 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*VerifyReport,
 	}
 	if err := v.finish(opts); err != nil {
 		return rep.fail(err)
+	}
+	if ke := firstUntrusted(cks, opts.TrustedKeys); ke != nil {
+		rep.CheckpointsTrusted = false
+		rep.UntrustedKey = ke
+		return rep, ke
 	}
 	return rep, nil
 }
