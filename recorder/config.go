@@ -16,8 +16,9 @@ type SyncMode string
 
 // The sync modes.
 const (
-	// SyncBatch (the default): Append returns once the record was handed to
-	// write(2), so a crash of the process cannot lose it; a background
+	// SyncBatch (the default): Append returns once the record is in the
+	// kernel's page cache (copied into the memory-mapped segment, or handed
+	// to pwrite(2)), so a crash of the process cannot lose it; a background
 	// group commit fsyncs every Config.SyncInterval, bounding what a crash
 	// of the machine can lose to that interval.
 	SyncBatch SyncMode = "batch"

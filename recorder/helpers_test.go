@@ -5,10 +5,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -105,23 +105,50 @@ func itoa(i int) string {
 	return string(b)
 }
 
-// segFiles lists the segment file names of dir.
+// segFiles lists the segment files of dir, plain and compressed, oldest
+// first.
 func segFiles(t testing.TB, dir string) []string {
 	t.Helper()
-	m, err := filepath.Glob(filepath.Join(dir, "seg-*.log"))
+	files, err := listSegments(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sort.Strings(m)
-	return m
+	var out []string
+	for _, sf := range files {
+		out = append(out, filepath.Join(dir, sf.name))
+	}
+	return out
 }
 
-// readLines returns the lines of a file (with their newlines).
-func readLines(t testing.TB, path string) [][]byte {
+// segBytes returns the records of a segment file, decompressed if need be.
+func segBytes(t testing.TB, path string) []byte {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	if !strings.HasSuffix(path, zsegSuffix) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	z, err := openZseg(path, filepath.Base(path))
 	if err != nil {
 		t.Fatal(err)
+	}
+	defer z.Close()
+	data := make([]byte, z.size)
+	if _, err := z.ReadAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// readLines returns the lines of a segment file (with their newlines),
+// without a preallocated zero tail.
+func readLines(t testing.TB, path string) [][]byte {
+	t.Helper()
+	data := segBytes(t, path)
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		data = data[:i]
 	}
 	var out [][]byte
 	for len(data) > 0 {
@@ -158,7 +185,8 @@ func findLine(t testing.TB, dir string, seq uint64) (string, int) {
 	return "", 0
 }
 
-// copyDir copies the regular files of src into a new temporary directory.
+// copyDir copies the regular files of src into a new temporary directory
+// (a live log's too: what a crash would leave).
 func copyDir(t testing.TB, src string) string {
 	t.Helper()
 	dst := t.TempDir()
@@ -167,10 +195,13 @@ func copyDir(t testing.TB, src string) string {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
-		if !e.Type().IsRegular() || e.Name() == lockFile {
+		if !e.Type().IsRegular() || e.Name() == lockFile || strings.HasSuffix(e.Name(), ".tmp") {
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // a live log's maintenance replaced it meanwhile
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -201,3 +232,12 @@ func containsAll(s string, parts ...string) bool {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// withPwrite makes the logs a test opens write with pwrite(2) instead of a
+// memory mapping (or not), until the test ends.
+func withPwrite(t testing.TB, on bool) {
+	t.Helper()
+	old := usePwrite
+	usePwrite = on
+	t.Cleanup(func() { usePwrite = old })
+}
