@@ -82,6 +82,9 @@ var benchTraceIDs = func() []string {
 // benchParallel appends from par×GOMAXPROCS goroutines, each reusing one
 // record as the sidecar reuses its buffers.
 func benchParallel(b *testing.B, cfg Config, par int, valid bool) {
+	// The write path alone: compressing sealed segments is background work,
+	// measured by BenchmarkCompressSegment.
+	cfg.Compression = CompressionNone
 	l := openBench(b, cfg)
 	ctx := context.Background()
 	var n atomic.Int64
@@ -239,7 +242,7 @@ func BenchmarkEncode(b *testing.B) {
 // append lock) and reports the mean, the slowest append (max-µs, a
 // rotation) and rotations per second of benchmark.
 func BenchmarkAppendRotation(b *testing.B) {
-	l := openBench(b, Config{SegmentBytes: 8 << 20})
+	l := openBench(b, Config{SegmentBytes: 8 << 20, Compression: CompressionNone})
 	ctx := context.Background()
 	r := benchRecord(0)
 	r.PayloadValid = true

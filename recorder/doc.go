@@ -7,6 +7,7 @@
 // A Log owns one directory (the sidecar passes <data-dir>/recorder):
 //
 //	seg-<first seq, 20 digits>.log  segments: one JSON record per line
+//	seg-<first seq>.log.zst         a sealed segment compressed (seekable zstd)
 //	seg-<first seq>.idx             index of a sealed segment (trace -> positions)
 //	checkpoints.jsonl               signed checkpoints, one per line
 //	LOCK                            flock held by the writing process
@@ -42,6 +43,15 @@
 // line would start (no record holds a NUL: the encoder escapes control
 // characters) or at the end of the file; a sealed segment is cut to its
 // records, and so is the active one at Close.
+//
+// # Compression
+//
+// With Config.Compression (zstd, the default) maintenance rewrites each
+// sealed, indexed segment as seg-<first seq>.log.zst: the zstd seekable
+// format, independent frames of about 64 KiB of whole records and a seek
+// table in a skippable frame, so that `zstd -d` restores the original
+// file. Record offsets stay offsets in the uncompressed bytes; index files,
+// Trace, Tail, Verify and retention work on either form.
 //
 // # Start-up
 //

@@ -6,7 +6,9 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,6 +167,9 @@ func readLines(t testing.TB, path string) [][]byte {
 
 func writeLines(t testing.TB, path string, lines [][]byte) {
 	t.Helper()
+	if strings.HasSuffix(path, zsegSuffix) {
+		t.Fatalf("writeLines on a compressed segment %s: build the fixture with CompressionNone", path)
+	}
 	if err := os.WriteFile(path, bytes.Join(lines, nil), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -240,4 +245,41 @@ func withPwrite(t testing.TB, on bool) {
 	old := usePwrite
 	usePwrite = on
 	t.Cleanup(func() { usePwrite = old })
+}
+
+// sidecarWords make up the text of sidecarRecord's payloads.
+var sidecarWords = strings.Fields(`book flight hotel meeting invoice refund customer order shipping address
+please confirm the a for with tomorrow urgent schedule report quarterly summary analysis agent
+tool search result document contract review approve budget travel window seat vegetarian`)
+
+// sidecarRecord is a request record as the sidecar writes it: a scrubbed
+// JSON payload of about 1 kB (a task, ids, items, free text, redaction
+// markers) and the request details, with a random 32-hex trace id.
+func sidecarRecord(rng *rand.Rand, t time.Time) *Record {
+	text := func(n int) string {
+		var b strings.Builder
+		for b.Len() < n {
+			if b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(sidecarWords[rng.IntN(len(sidecarWords))])
+		}
+		return b.String()
+	}
+	items := make([]any, 5)
+	for i := range items {
+		items[i] = map[string]any{"sku": fmt.Sprintf("SKU-%06d", rng.IntN(999999)), "qty": 1 + rng.IntN(5),
+			"price": float64(rng.IntN(100000)) / 100, "desc": text(30)}
+	}
+	payload, _ := json.Marshal(map[string]any{
+		"task": text(40), "request_id": fmt.Sprintf("%016x", rng.Uint64()),
+		"customer": map[string]any{"name": "[EMAIL_REDACTED]", "card": "[CREDIT_CARD_REDACTED]",
+			"tier": []string{"gold", "silver", "basic"}[rng.IntN(3)], "id": rng.IntN(1000000)},
+		"items": items, "notes": text(240),
+		"context": map[string]any{"session": fmt.Sprintf("s-%08x", rng.Uint32()), "turn": rng.IntN(40), "model": "gpt-x", "temperature": 0.2},
+	})
+	details, _ := json.Marshal(map[string]any{"method": "POST", "path": "/proxy/v1/tasks", "trust_score": 0.82, "sensitive": []string{"email", "credit_card"}})
+	return &Record{Kind: KindRequest, TraceID: fmt.Sprintf("%016x%016x", rng.Uint64(), rng.Uint64()), Time: t,
+		AgentID: "booking-agent", CallerID: "travel-planner", Authenticated: true, Decision: "allow",
+		Payload: payload, PayloadValid: true, Details: details}
 }

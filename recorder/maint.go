@@ -67,7 +67,8 @@ func (l *Log) closeRetired() error {
 	return errors.Join(errs...)
 }
 
-// sealAll writes the index file of every sealed segment that lacks one.
+// sealAll writes the index file of every sealed segment that lacks one and,
+// with compression, compresses it.
 func (l *Log) sealAll() {
 	l.maintMu.Lock()
 	defer l.maintMu.Unlock()
@@ -86,6 +87,12 @@ func (l *Log) sealAll() {
 		if need {
 			if err := l.seal(s, mem); err != nil {
 				l.logger.Error("recorder: writing segment index; queries scan the segment meanwhile",
+					"segment", s.name, "err", err)
+			}
+		}
+		if l.cfg.Compression == CompressionZstd {
+			if err := l.compress(s); err != nil && !errors.Is(err, errStopped) {
+				l.logger.Error("recorder: compressing a sealed segment; it stays uncompressed",
 					"segment", s.name, "err", err)
 			}
 		}
@@ -139,6 +146,47 @@ func (l *Log) seal(s *segment, mem *memIndex) error {
 	s.disk, s.idxf, s.mem = d, xf, nil
 	l.idxMu.Unlock()
 	return nil
+}
+
+// compress replaces a sealed segment by its compressed form: written to a
+// temporary file (each frame checked by decompressing it), fsynced,
+// renamed, opened and checked again, swapped in for readers, and only then
+// is the plain file removed. A crash at any point leaves the plain file, or
+// both (Open keeps the plain one and removes the other).
+func (l *Log) compress(s *segment) error {
+	data, done := s.read()
+	if data.compressed() {
+		done()
+		return nil
+	}
+	size := s.size.Load()
+	zname := zsegName(s.first)
+	zpath := segPath(l.dir, zname)
+	stored, err := compressSegment(data, size, zpath, l.stop)
+	done()
+	if err != nil {
+		return err
+	}
+	if err := syncDir(l.dir); err != nil {
+		return err
+	}
+	z, err := openZseg(zpath, zname)
+	if err == nil && z.size != size {
+		z.Close()
+		err = fmt.Errorf("%s holds %d bytes, the segment %d", zname, z.size, size)
+	}
+	if err != nil {
+		os.Remove(zpath)
+		return err
+	}
+	s.stored.Store(stored)
+	if err := s.replaceData(z); err != nil {
+		l.logger.Warn("recorder: closing a segment replaced by its compressed form", "segment", s.name, "err", err)
+	}
+	if err := os.Remove(segPath(l.dir, s.name)); err != nil {
+		return err
+	}
+	return syncDir(l.dir)
 }
 
 // scanIndex reads a segment and returns its index entries, sorted.

@@ -60,7 +60,7 @@ func TestTornTailIsCutAndRecorded(t *testing.T) {
 func corruptLog(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	l := openTest(t, dir, Config{SegmentBytes: 8 << 10, CheckpointKey: testKey, CheckpointEvery: 20})
+	l := openTest(t, dir, Config{SegmentBytes: 8 << 10, CheckpointKey: testKey, CheckpointEvery: 20, Compression: CompressionNone})
 	for i := 0; i < 4; i++ {
 		appendN(t, l, 40, 5)
 		l.Sync()

@@ -99,7 +99,7 @@ func TestPreallocatedActiveSegment(t *testing.T) {
 // leaves — changed the ways a crash can change them.
 func TestCrashLeftovers(t *testing.T) {
 	live := t.TempDir()
-	l := openTest(t, live, Config{SegmentBytes: 64 << 10, MaxAge: 1 << 62})
+	l := openTest(t, live, Config{SegmentBytes: 64 << 10, Compression: CompressionNone, MaxAge: 1 << 62})
 	appendN(t, l, 500, 7)
 	if err := l.Sync(); err != nil {
 		t.Fatal(err)
@@ -159,7 +159,7 @@ func TestCrashLeftovers(t *testing.T) {
 			r.Close()
 
 			buf := &logBuffer{}
-			l2 := openTest(t, dir, Config{SegmentBytes: 64 << 10, MaxAge: 1 << 62, Logger: buf.logger()})
+			l2 := openTest(t, dir, Config{SegmentBytes: 64 << 10, Compression: CompressionNone, MaxAge: 1 << 62, Logger: buf.logger()})
 			seq := appendN(t, l2, 1, 1)[0]
 			if err := l2.Close(); err != nil {
 				t.Fatal(err)

@@ -89,6 +89,19 @@ func (s *segment) fileName() string {
 	return d.fileName()
 }
 
+// replaceData swaps the segment's data for d and closes the old one once no
+// reader holds it.
+func (s *segment) replaceData(d segData) error {
+	s.dataMu.Lock()
+	old := s.data
+	s.data = d
+	s.dataMu.Unlock()
+	if old == nil {
+		return nil
+	}
+	return old.Close()
+}
+
 func (s *segment) closeFiles() {
 	if s.data != nil {
 		s.data.Close()

@@ -16,7 +16,7 @@ import (
 func tamperBase(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	l := openTest(t, dir, Config{SegmentBytes: 8 << 10, CheckpointKey: testKey, CheckpointEvery: 30})
+	l := openTest(t, dir, Config{SegmentBytes: 8 << 10, CheckpointKey: testKey, CheckpointEvery: 30, Compression: CompressionNone})
 	for i := 0; i < 10; i++ {
 		appendN(t, l, 20, 7)
 		l.syncNow()

@@ -42,6 +42,7 @@ func auditDataDir(t *testing.T) string {
 	l, err := recorder.Open(context.Background(), recorder.Config{
 		Dir: filepath.Join(data, "recorder"), SegmentBytes: 4096, CheckpointKey: auditKey, CheckpointKeyID: "audit-test",
 		CheckpointEvery: 10, Clock: auditClock(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Compression: recorder.CompressionNone, // plain segments, so that tests can edit their lines
 	})
 	if err != nil {
 		t.Fatal(err)
