@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -248,4 +249,39 @@ func mappingRSS(t *testing.T, addr uintptr) int64 {
 	}
 	t.Fatalf("mapping at %#x not found", addr)
 	return 0
+}
+
+// FuzzSegReader feeds arbitrary bytes to the segment line reader with its
+// zeroed-tail rule: every line it returns is whole, holds no NUL byte and
+// no newline, sits at the offset it reports, and reading stops for good at
+// the first NUL.
+func FuzzSegReader(f *testing.F) {
+	f.Add([]byte("{\"seq\":1}\n{\"seq\":2}\n\x00\x00\x00"))
+	f.Add([]byte("{\"seq\":1}\n{\"se\x00\x00\n{\"seq\":3}\n"))
+	f.Add([]byte("a\nb"))
+	f.Add([]byte("\x00a\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		lr := newSegReader(bytes.NewReader(data), 0, int64(len(data)))
+		next := int64(0)
+		for {
+			line, off, err := lr.next()
+			if err != nil {
+				if off != next {
+					t.Fatalf("stopped at offset %d, after whole lines up to %d", off, next)
+				}
+				if errors.Is(err, errPartial) && (bytes.IndexByte(line, 0) >= 0 || !bytes.Equal(line, data[off:off+int64(len(line))])) {
+					t.Fatalf("partial line %q is not the bytes at %d up to a NUL", line, off)
+				}
+				if _, _, err2 := lr.next(); err2 == nil {
+					t.Fatal("a line after the end")
+				}
+				return
+			}
+			if off != next || bytes.IndexByte(line, 0) >= 0 || bytes.IndexByte(line, '\n') >= 0 ||
+				!bytes.Equal(line, data[off:off+int64(len(line))]) || data[off+int64(len(line))] != '\n' {
+				t.Fatalf("line %q at %d (expected offset %d)", line, off, next)
+			}
+			next = off + int64(len(line)) + 1
+		}
+	})
 }
