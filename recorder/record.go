@@ -44,6 +44,16 @@ const maxKindLen = 32
 // Record is one entry of the flight recorder. Append fills Seq, PrevHash and
 // Hash (and Time when it is zero); the caller fills the rest.
 //
+// PayloadValid is not part of the record: it tells Append that Payload is
+// known to be exactly one valid JSON value — typically because the sidecar's
+// detector (detect.ScrubJSON) parsed it and produced it — so that Append
+// skips validating it again. Append then only drops insignificant white
+// space in one pass, which is a plain copy for compact JSON, and still
+// refuses a control character inside a string, so a wrong flag can never
+// put a line break or a NUL byte into the log. A payload flagged valid that
+// is not is recorded, but fails Verify as not canonical: only set the flag
+// on bytes a JSON parser accepted.
+//
 // The JSON member order below is the on-disk order. A record's hash is the
 // lowercase hex SHA-256 of its canonical bytes: the record encoded as
 // encoding/json encodes this struct with HTML escaping off and without the
@@ -66,6 +76,7 @@ type Record struct {
 	Details       json.RawMessage `json:"details,omitempty"`
 	PrevHash      string          `json:"prev_hash"`
 	Hash          string          `json:"hash"`
+	PayloadValid  bool            `json:"-"`
 }
 
 // ValidTraceID reports whether id is a trace id: 1-128 characters of
