@@ -221,6 +221,9 @@ func (p *Pipeline) Record(ctx context.Context, x *Exchange, r *recorder.Record) 
 		r.CallerID = x.Caller.AgentID
 	}
 	r.Authenticated, r.Attested = x.Caller.Authenticated, x.Caller.Attested
+	// Every payload the pipeline records is valid JSON it built: the
+	// detector's scrubbed copy, or text and summaries it encoded.
+	r.PayloadValid = true
 	// The record is written whatever ctx says: what was decided or answered
 	// is never dropped because the caller went away.
 	_, err := p.cfg.Recorder.Append(context.Background(), r)
