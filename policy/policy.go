@@ -457,16 +457,6 @@ func CallerTrust(c Caller) (manifest.TrustLevel, int) {
 	if r := c.Reputation; r.Known && r.Level.Valid() && !r.Level.AtLeast(level) {
 		level = r.Level
 	}
-	var band int
-	switch level {
-	case manifest.VerifiedPartner:
-		band = 8
-	case manifest.Trusted:
-		band = 6
-	case manifest.Standard:
-		band = 4
-	case manifest.Unknown:
-		band = 2
-	}
+	band := int(manifest.BandFloor(level) / 100)
 	return level, max(0, band-c.Reputation.Penalty())
 }

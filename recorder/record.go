@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/iatp/iatp/internal/wire"
 )
 
 // Kind is what a record is about.
@@ -81,34 +83,7 @@ type Record struct {
 
 // ValidTraceID reports whether id is a trace id: 1-128 characters of
 // [A-Za-z0-9._:-] (PROTOCOL.md section 5).
-func ValidTraceID(id string) bool {
-	if len(id) == 0 || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if !traceIDChar[id[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// traceIDChar is the trace-id alphabet.
-var traceIDChar = func() (t [256]bool) {
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = true
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for _, c := range "._:-" {
-		t[c] = true
-	}
-	return t
-}()
+func ValidTraceID(id string) bool { return wire.ValidTraceID(id) }
 
 // validKind reports whether k is 1-32 characters of [a-z0-9_] starting with a
 // letter. Kinds need no JSON escaping, which the index rebuild relies on.

@@ -38,14 +38,14 @@ const (
 	LevelUntrusted       = string(manifest.Untrusted)
 )
 
-// The trust bands: the lowest score of each level. Level and TrustLevel are
-// the one definition every package uses (the sidecar's policy, the
-// reporter weights of the mesh fold).
+// The trust bands: the lowest score of each level, as Points; the
+// definition is the manifest package's (manifest.LevelOfScore), which the
+// policy shares.
 const (
-	BandVerifiedPartner Points = 800
-	BandTrusted         Points = 600
-	BandStandard        Points = 400
-	BandUnknown         Points = 200
+	BandVerifiedPartner Points = manifest.BandVerifiedPartner
+	BandTrusted         Points = manifest.BandTrusted
+	BandStandard        Points = manifest.BandStandard
+	BandUnknown         Points = manifest.BandUnknown
 )
 
 // ErrInvalidPoints is returned (wrapped) by ParsePoints and
@@ -66,20 +66,7 @@ const (
 func Level(p Points) string { return string(TrustLevel(p)) }
 
 // TrustLevel is Level as the manifest package's type, for policy code.
-func TrustLevel(p Points) manifest.TrustLevel {
-	switch {
-	case p >= BandVerifiedPartner:
-		return manifest.VerifiedPartner
-	case p >= BandTrusted:
-		return manifest.Trusted
-	case p >= BandStandard:
-		return manifest.Standard
-	case p >= BandUnknown:
-		return manifest.Unknown
-	default:
-		return manifest.Untrusted
-	}
-}
+func TrustLevel(p Points) manifest.TrustLevel { return manifest.LevelOfScore(int64(p)) }
 
 // clamp limits p to [MinScore, MaxScore].
 func clamp(p Points) Points {

@@ -17,6 +17,7 @@ import (
 	"github.com/gowebpki/jcs"
 
 	"github.com/iatp/iatp/identity"
+	"github.com/iatp/iatp/internal/wire"
 )
 
 // TypeSummary is the event type of an aggregated outcome report: how many
@@ -281,8 +282,8 @@ func (b *EventBody) validate() error {
 		return fail("time", err)
 	}
 	if b.TraceID != "" {
-		if err := checkToken(b.TraceID, MaxTraceIDLen); err != nil {
-			return fail("trace_id", err)
+		if reason := wire.TraceIDProblem(b.TraceID); reason != "" {
+			return fail("trace_id", errors.New(reason))
 		}
 	}
 	if b.DetectedBy != "" {

@@ -173,12 +173,25 @@ func CheckTraceID(id string) string {
 	if id == "" {
 		return TraceID + " is empty; send 1–128 characters of [A-Za-z0-9._:-], or leave the header out for a new id"
 	}
+	if p := TraceIDProblem(id); p != "" {
+		return TraceID + " " + p
+	}
+	return ""
+}
+
+// TraceIDProblem says what is wrong with a non-empty trace id, without
+// naming where it came from ("is 200 characters long; …"); "" when it is
+// a trace id.
+func TraceIDProblem(id string) string {
+	if id == "" {
+		return "is empty"
+	}
 	if len(id) > MaxTraceIDLen {
-		return fmt.Sprintf("%s is %d characters long; at most %d of [A-Za-z0-9._:-] are allowed", TraceID, len(id), MaxTraceIDLen)
+		return fmt.Sprintf("is %d characters long; at most %d of [A-Za-z0-9._:-] are allowed", len(id), MaxTraceIDLen)
 	}
 	for i := 0; i < len(id); i++ {
 		if !traceIDChar[id[i]] {
-			return fmt.Sprintf("%s holds %q at position %d; only 1–%d characters of [A-Za-z0-9._:-] are allowed", TraceID, rune(id[i]), i, MaxTraceIDLen)
+			return fmt.Sprintf("holds %q at position %d; only 1–%d characters of [A-Za-z0-9._:-] are allowed", rune(id[i]), i, MaxTraceIDLen)
 		}
 	}
 	return ""
