@@ -175,10 +175,16 @@ func (c Identify) Run(_ context.Context, x *Exchange) *Refusal {
 		return nil
 	}
 	if c.Verifier == nil {
-		return Refuse(http.StatusUnauthorized, Unauthenticated, "request signature refused: this sidecar knows no caller keys (configure trusted_agents or control_plane_keys)")
+		// A signature this sidecar has no key to check proves nothing: the
+		// caller is unknown, exactly as if it had not signed (unless
+		// signed callers are required).
+		return c.unverifiable()
 	}
 	id, err := c.Verifier.VerifyAt(identity.Message{Method: x.Method, TargetURI: x.TargetURI,
 		Header: x.Header.exact, Body: x.Body}, c.Clock())
+	if errors.Is(err, identity.ErrUnknownKey) {
+		return c.unverifiable()
+	}
 	if err != nil {
 		r := Refuse(http.StatusUnauthorized, Unauthenticated, err.Error())
 		r.Kind = recorder.KindBlocked
@@ -193,6 +199,15 @@ func (c Identify) Run(_ context.Context, x *Exchange) *Refusal {
 		pc.Reputation = c.Reputation(id.AgentID)
 	}
 	x.Caller = pc
+	return nil
+}
+
+// unverifiable answers a signature by a key this sidecar does not know:
+// the caller counts as unknown; with Require, that is a 401.
+func (c Identify) unverifiable() *Refusal {
+	if c.Require {
+		return Refuse(http.StatusUnauthorized, Unauthenticated, "request signature refused: this sidecar does not know the signer's key (configure it in trusted_agents, or send a v2 attestation by a trusted control plane)")
+	}
 	return nil
 }
 

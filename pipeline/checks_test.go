@@ -296,8 +296,10 @@ func TestIdentify(t *testing.T) {
 			caller: policy.Caller{AgentID: "caller-a", Authenticated: true, TrustLevel: manifest.Trusted, Reputation: policy.Reputation{Known: true, Hundredths: 420}}},
 		{name: "signed, key known but not pinned", x: a.signed, edit: func(c *Identify) { c.Pinned = nil; c.Reputation = nil },
 			caller: policy.Caller{AgentID: "caller-a", Authenticated: true, TrustLevel: manifest.Standard}},
-		{name: "signed, no verifier", x: a.signed, edit: func(c *Identify) { c.Verifier = nil },
-			status: 401, msg: "request signature refused: this sidecar knows no caller keys"},
+		{name: "signed, no verifier: unknown", x: a.signed, edit: func(c *Identify) { c.Verifier = nil },
+			caller: policy.Caller{AgentID: "unknown", TrustLevel: manifest.Unknown}},
+		{name: "signed, no verifier, signed callers required", x: a.signed, edit: func(c *Identify) { c.Verifier, c.Require = nil, true },
+			status: 401, msg: "this sidecar does not know the signer's key"},
 		{name: "body changed after signing", x: func(t *testing.T) *Exchange {
 			x := a.signed(t)
 			x.Body = []byte(`{"task":"other"}`)
@@ -317,7 +319,9 @@ func TestIdentify(t *testing.T) {
 			}
 			return x
 		}, status: 401, msg: "signature", blocked: true},
-		{name: "unknown signer", x: stranger.signed, status: 401, msg: "stranger", blocked: true},
+		{name: "unknown signer: unknown", x: stranger.signed, caller: policy.Caller{AgentID: "unknown", TrustLevel: manifest.Unknown}},
+		{name: "unknown signer, signed callers required", x: stranger.signed, edit: func(c *Identify) { c.Require = true },
+			status: 401, msg: "does not know the signer's key"},
 		{name: "too old", x: a.signed, edit: func(c *Identify) { c.Clock = func() time.Time { return time.Now().Add(time.Hour) } },
 			status: 401, msg: "", blocked: true},
 		{name: "Signature-Input alone", x: func(*testing.T) *Exchange {
