@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -34,6 +35,9 @@ type OpenResult struct {
 	// CPUPerReq is the target's CPU time (user + system) over the attack,
 	// divided by the requests sent, in µs.
 	CPUPerReq float64 `json:"cpu_us_per_req"`
+	// GeneratorCPUPerReq is the same for the harness itself (vegeta's
+	// client), which shares the machine with the target.
+	GeneratorCPUPerReq float64 `json:"generator_cpu_us_per_req"`
 
 	lat Latencies
 }
@@ -77,7 +81,12 @@ func openLoop(ctx context.Context, spec attackSpec, pids []int) (*OpenResult, er
 	}
 	hits := make([]hit, 0, int(float64(spec.rate)*spec.duration.Seconds())+16)
 	res := &OpenResult{Rate: spec.rate, BodyBytes: len(spec.body)}
+	self := []int{os.Getpid()}
 	cpu0, err := cpuTime(pids)
+	if err != nil {
+		return nil, err
+	}
+	gen0, err := cpuTime(self)
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +106,10 @@ func openLoop(ctx context.Context, spec attackSpec, pids []int) (*OpenResult, er
 	if err != nil {
 		return nil, err
 	}
+	gen1, err := cpuTime(self)
+	if err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -105,6 +118,7 @@ func openLoop(ctx context.Context, spec attackSpec, pids []int) (*OpenResult, er
 		return nil, fmt.Errorf("open loop: vegeta sent no request to %s", spec.url)
 	}
 	res.CPUPerReq = micros(cpu1-cpu0) / float64(res.Sent)
+	res.GeneratorCPUPerReq = micros(gen1-gen0) / float64(res.Sent)
 
 	// Hit k is due (k+1) intervals after the attack began; the earliest
 	// "start minus due time" stands for the beginning, so lag ≥ 0.

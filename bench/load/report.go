@@ -341,12 +341,12 @@ func (r *Report) runsMarkdown(p func(string, ...any)) {
 func (r *Report) soakMarkdown(p func(string, ...any)) {
 	s := r.Soak
 	p("Open loop (vegeta), %s JSON POST. Direct baseline: %v at the same rate, just before.\n\n", sizeLabel(r.opts.BodyBytes), r.opts.SoakBaseline)
-	p("| target | sent | errors | p50 µs | p90 µs | p99 µs | max µs | > 10 ms | CPU µs/req |\n|---|---|---|---|---|---|---|---|---|\n")
+	p("| target | sent | errors | p50 µs | p90 µs | p99 µs | max µs | > 10 ms | CPU µs/req | generator CPU µs/req |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, row := range []struct {
 		name string
 		r    *OpenResult
 	}{{"direct", s.Direct}, {"iatp", s.IATP}} {
-		p("| %s | %d | %d | %.0f | %.0f | %.0f | %.0f | %d | %.0f |\n", row.name, row.r.Sent, row.r.Errors, row.r.P50, row.r.P90, row.r.P99, row.r.Max, row.r.Over10ms, row.r.CPUPerReq)
+		p("| %s | %d | %d | %.0f | %.0f | %.0f | %.0f | %d | %.0f | %.0f |\n", row.name, row.r.Sent, row.r.Errors, row.r.P50, row.r.P90, row.r.P99, row.r.Max, row.r.Over10ms, row.r.CPUPerReq, row.r.GeneratorCPUPerReq)
 	}
 	p("\nAdded by iatp: p50 %+.0f µs, p99 %+.0f µs. RSS: idle %.1f MiB, peak %.1f MiB, end %.1f MiB. Open files: peak %d.\n", s.AddedP50, s.AddedP99, mib(s.IdleRSS), mib(s.PeakRSS), mib(s.EndRSS), s.PeakFiles)
 	p("Against PERFORMANCE.md: %s.\n", soakVerdict(s))
