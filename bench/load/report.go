@@ -273,7 +273,12 @@ func (r *Report) runsMarkdown(p func(string, ...any)) {
 	} else {
 		p("One run. ")
 	}
-	p("\"Added\" is the target minus direct at the same rate with the same body, in the same run.\n\n")
+	p("\"Added\" is the target minus direct at the same rate with the same body, in the same run.")
+	var loads []string
+	for _, run := range r.Runs {
+		loads = append(loads, fmt.Sprintf("%.1f", run.LoadAvg))
+	}
+	p(" 1-minute load average at the start of each run: %s.\n\n", strings.Join(loads, ", "))
 
 	p("## Max throughput (closed loop: %d keep-alive connections, %v after %v warm-up, %s JSON POST; fasthttp client)\n\n", o.Connections, o.ClosedDuration, o.ClosedWarmup, sizeLabel(o.BodyBytes))
 	p("| target | RPS | × nginx | × direct | CPU µs/req | errors |\n|---|---|---|---|---|---|\n")
