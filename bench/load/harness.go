@@ -52,10 +52,14 @@ type RSSAfter struct {
 
 // RunResult is one run over every target.
 type RunResult struct {
-	Index   int                   `json:"index"`
-	Order   []string              `json:"order"`
-	LoadAvg float64               `json:"load_avg_1m_at_start"`
-	Targets map[string]*TargetRun `json:"targets"`
+	Index   int      `json:"index"`
+	Order   []string `json:"order"`
+	LoadAvg float64  `json:"load_avg_1m_at_start"`
+	// ForeignCPU is the share of the machine's CPU (0–1) that processes
+	// other than the harness, the backend and the targets used while the
+	// run measured: the other tenants of a shared machine.
+	ForeignCPU float64               `json:"foreign_cpu_share"`
+	Targets    map[string]*TargetRun `json:"targets"`
 }
 
 // newHarness prepares a measurement: request bodies, the temporary
@@ -214,6 +218,16 @@ func (h *harness) runOnce(ctx context.Context, i int) (_ *RunResult, err error) 
 			return nil, fmt.Errorf("%s: idle RSS: %w", s.name, err)
 		}
 	}
+	ours := func() []int {
+		pids := []int{os.Getpid(), rd.backend.pid()}
+		for _, s := range live {
+			if s.name != "direct" { // direct is the backend
+				pids = append(pids, s.pids()...)
+			}
+		}
+		return pids
+	}
+	foreign := newForeignMeter(ours)
 
 	// Each phase runs every target in turn, so paired figures (added
 	// latency, ratios) come from moments close together.
@@ -259,12 +273,43 @@ func (h *harness) runOnce(ctx context.Context, i int) (_ *RunResult, err error) 
 			return nil, err
 		}
 	}
+	run.ForeignCPU = foreign.share()
 	for _, s := range live {
 		if s.res.EndRSS, err = rssKiB(s.pids()); err != nil {
 			return nil, fmt.Errorf("%s: RSS at the end: %w", s.name, err)
 		}
 	}
 	return run, nil
+}
+
+// foreignMeter measures the CPU that other processes take from the
+// machine: its busy time minus that of our own processes.
+type foreignMeter struct {
+	ours        func() []int
+	busy, total uint64
+	own         time.Duration
+	ok          bool
+}
+
+func newForeignMeter(ours func() []int) *foreignMeter {
+	m := &foreignMeter{ours: ours}
+	var err1, err2 error
+	m.busy, m.total, err1 = machineCPU()
+	m.own, err2 = cpuTime(ours())
+	m.ok = err1 == nil && err2 == nil
+	return m
+}
+
+// share returns the foreign share of the machine since the meter was made,
+// 0–1, or -1 when it could not be read.
+func (m *foreignMeter) share() float64 {
+	busy, total, err1 := machineCPU()
+	own, err2 := cpuTime(m.ours())
+	if !m.ok || err1 != nil || err2 != nil || total <= m.total {
+		return -1
+	}
+	foreign := float64(busy-m.busy) - float64((own-m.own)/tick)
+	return min(1, max(0, foreign/float64(total-m.total)))
 }
 
 // checkAlive fails when the backend or one of the target's processes has

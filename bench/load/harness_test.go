@@ -100,6 +100,9 @@ func TestEndToEnd(t *testing.T) {
 	if len(rep.Runs) != 1 {
 		t.Fatalf("%d runs, want 1", len(rep.Runs))
 	}
+	if f := rep.Runs[0].ForeignCPU; f != -1 && (f < 0 || f > 1) {
+		t.Errorf("foreign CPU share %v, want 0–1 or -1", f)
+	}
 	for _, name := range []string{"direct", "iatp"} {
 		tr := rep.Runs[0].Targets[name]
 		if tr == nil {

@@ -163,3 +163,32 @@ func openFiles(pids []int) (int, error) {
 	}
 	return n, nil
 }
+
+// parseBusy returns the busy and total clock ticks of all CPUs from the
+// contents of /proc/stat: busy is user, nice, system, irq, softirq and
+// steal; total adds idle and iowait.
+func parseBusy(data []byte) (busy, total uint64, err error) {
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("stat: first line %q is not the cpu total", line)
+	}
+	var v [8]uint64
+	for i := range v {
+		if v[i], err = strconv.ParseUint(f[i+1], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("stat: cpu field %d: %w", i+1, err)
+		}
+	}
+	const user, nice, system, idle, iowait, irq, softirq, steal = 0, 1, 2, 3, 4, 5, 6, 7
+	busy = v[user] + v[nice] + v[system] + v[irq] + v[softirq] + v[steal]
+	return busy, busy + v[idle] + v[iowait], nil
+}
+
+// machineCPU reads the busy and total ticks of the machine.
+func machineCPU() (busy, total uint64, err error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	return parseBusy(data)
+}

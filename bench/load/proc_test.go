@@ -109,3 +109,20 @@ func TestProcSelf(t *testing.T) {
 		t.Error("cpuTime of a missing process succeeded")
 	}
 }
+
+func TestParseBusy(t *testing.T) {
+	busy, total, err := parseBusy([]byte("cpu  100 5 50 1000 20 3 2 1 0 0\ncpu0 50 2 25 500 10 1 1 0 0 0\n"))
+	if err != nil || busy != 100+5+50+3+2+1 || total != busy+1000+20 {
+		t.Fatalf("parseBusy = %d, %d, %v; want 161, 1181", busy, total, err)
+	}
+	for _, bad := range []string{"", "cpu0 1 2 3 4 5 6 7 8\n", "cpu 1 2 3\n", "cpu 1 2 x 4 5 6 7 8\n"} {
+		if _, _, err := parseBusy([]byte(bad)); err == nil {
+			t.Errorf("parseBusy(%q) succeeded", bad)
+		}
+	}
+	if _, err := os.Stat("/proc/stat"); err == nil {
+		if b, tot, err := machineCPU(); err != nil || b == 0 || tot < b {
+			t.Errorf("machineCPU = %d, %d, %v", b, tot, err)
+		}
+	}
+}

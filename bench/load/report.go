@@ -274,11 +274,16 @@ func (r *Report) runsMarkdown(p func(string, ...any)) {
 		p("One run. ")
 	}
 	p("\"Added\" is the target minus direct at the same rate with the same body, in the same run.")
-	var loads []string
+	var loads, foreign []string
 	for _, run := range r.Runs {
 		loads = append(loads, fmt.Sprintf("%.1f", run.LoadAvg))
+		if run.ForeignCPU >= 0 {
+			foreign = append(foreign, fmt.Sprintf("%.0f %%", 100*run.ForeignCPU))
+		} else {
+			foreign = append(foreign, "?")
+		}
 	}
-	p(" 1-minute load average at the start of each run: %s.\n\n", strings.Join(loads, ", "))
+	p(" Each run's 1-minute load average at its start: %s; share of the machine's CPU that other processes took during it: %s.\n\n", strings.Join(loads, ", "), strings.Join(foreign, ", "))
 
 	p("## Max throughput (closed loop: %d keep-alive connections, %v after %v warm-up, %s JSON POST; fasthttp client)\n\n", o.Connections, o.ClosedDuration, o.ClosedWarmup, sizeLabel(o.BodyBytes))
 	p("| target | RPS | × nginx | × direct | CPU µs/req | errors |\n|---|---|---|---|---|---|\n")
