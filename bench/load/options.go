@@ -95,7 +95,7 @@ Flags:
 	fs.IntVar(&o.Runs, "runs", o.Runs, "repeat the whole measurement `N` times, alternating the target order; figures are median (min–max)")
 	fs.StringVar(&targetsFlag, "targets", strings.Join(o.Targets, ","), "comma-separated `list` of targets to measure ("+strings.Join(targetNames(), ", ")+")")
 	fs.IntVar(&o.Connections, "connections", o.Connections, "keep-alive connections of the closed-loop (max throughput) client")
-	fs.DurationVar(&o.ClosedWarmup, "closed-warmup", o.ClosedWarmup, "closed loop: unmeasured warm-up before each run")
+	fs.DurationVar(&o.ClosedWarmup, "closed-warmup", o.ClosedWarmup, "closed loop: unmeasured warm-up before each measured window")
 	fs.DurationVar(&o.ClosedDuration, "closed-duration", o.ClosedDuration, "closed loop: measured duration per target")
 	bodyFlag := fs.String("body", sizeFlag(o.BodyBytes), "size of the JSON body of the closed and open loops (1k, 16k, 1m or bytes)")
 	fs.StringVar(&ratesFlag, "rates", joinInts(o.Rates), "open loop: comma-separated `rates` in requests per second")
