@@ -67,9 +67,9 @@ func tinyOptions(t *testing.T) Options {
 	t.Helper()
 	o, err := parseOptions([]string{
 		"--runs", "1", "--targets", "direct,iatp",
-		"--connections", "4", "--closed-warmup", "100ms", "--closed-duration", "1s",
+		"--connections", "4", "--closed-warmup", "100ms", "--closed-duration", "500ms",
 		"--rates", "50", "--duration", "1s",
-		"--sizes", "1k,16k", "--size-rate", "20", "--size-duration", "500ms",
+		"--sizes", "1k,16k", "--size-rate", "20", "--size-duration", "400ms",
 		"--requests-for-rss", "200", "--settle", "50ms",
 		"--iatp-bin", iatpBin(t),
 	}, os.Stderr)
@@ -199,7 +199,7 @@ func TestSoakTiny(t *testing.T) {
 		t.Skip("starts real processes and builds iatp")
 	}
 	opts := tinyOptions(t)
-	opts.Soak, opts.SoakRate, opts.SoakDuration, opts.SoakBaseline = true, 50, 2500*time.Millisecond, time.Second
+	opts.Soak, opts.SoakRate, opts.SoakDuration, opts.SoakBaseline = true, 50, 1500*time.Millisecond, 500*time.Millisecond
 	rep, err := measure(context.Background(), opts, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
