@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -100,7 +101,7 @@ func newHarness(ctx context.Context, opts Options, progress io.Writer) (*harness
 		h.targets = append(h.targets, t)
 	}
 	if len(h.targets) == 0 {
-		return nil, errors.New("no target left to measure")
+		return nil, fmt.Errorf("no target left to measure (skipped: %s)", strings.Join(h.skipped, "; "))
 	}
 	if h.tmp, err = os.MkdirTemp("", "iatp-load-"); err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -300,8 +301,17 @@ func (r *Report) runsMarkdown(p func(string, ...any)) {
 		}
 	}
 	if len(s.Sizes) > 0 {
-		p("\n## Added p50 by body size (open loop: %d RPS, %v per size and target)\n\n", o.SizeRate, o.SizeDuration)
-		p("The direct row is its p50; the other rows are the added p50, in µs.\n\n")
+		hasDirect := slices.Contains(r.order, "direct")
+		title := "Added p50"
+		if !hasDirect {
+			title = "p50"
+		}
+		p("\n## %s by body size (open loop: %d RPS, %v per size and target)\n\n", title, o.SizeRate, o.SizeDuration)
+		if hasDirect {
+			p("The direct row is its p50; the other rows are the added p50, in µs.\n\n")
+		} else {
+			p("p50 in µs (without the direct target there is nothing to subtract).\n\n")
+		}
 		p("| target |")
 		for _, n := range o.Sizes {
 			p(" %s |", sizeLabel(n))
@@ -310,7 +320,7 @@ func (r *Report) runsMarkdown(p func(string, ...any)) {
 		for _, row := range s.Sizes {
 			p("| %s |", row.Target)
 			for _, c := range row.Cells {
-				if row.Target == "direct" {
+				if row.Target == "direct" || !hasDirect {
 					p(" %s |", spread(c.P50, fmtUs))
 				} else {
 					p(" %s |", added(row.Target, c.AddedP50))
