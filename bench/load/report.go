@@ -370,6 +370,9 @@ func (r *Report) soakMarkdown(p func(string, ...any)) {
 	}
 	p("\nAdded by iatp: p50 %+.0f µs, p99 %+.0f µs. RSS: idle %.1f MiB, peak %.1f MiB, end %.1f MiB. Open files: peak %d.\n", s.AddedP50, s.AddedP99, mib(s.IdleRSS), mib(s.PeakRSS), mib(s.EndRSS), s.PeakFiles)
 	p("Against PERFORMANCE.md: %s.\n", soakVerdict(s))
+	if s.ForeignCPU >= 0 {
+		p("Other processes took %.0f %% of the machine's CPU during the sidecar's attack.\n", 100*s.ForeignCPU)
+	}
 	if len(s.RSS) > 0 {
 		p("\nRSS (MiB), the highest sample of each 10 s: ")
 		var parts []string

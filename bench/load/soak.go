@@ -26,6 +26,9 @@ type SoakResult struct {
 	// they grow with the client connections an overload makes it hold.
 	Files     []int `json:"open_files_each_second"`
 	PeakFiles int   `json:"peak_open_files"`
+	// ForeignCPU is the share of the machine (0–1) that other processes
+	// took during the sidecar's attack; -1 when it could not be read.
+	ForeignCPU float64 `json:"foreign_cpu_share"`
 }
 
 // runSoak measures the direct baseline, then the sidecar for the soak
@@ -77,9 +80,11 @@ func (h *harness) runSoak(ctx context.Context) (_ *SoakResult, err error) {
 	}
 
 	h.logf("soak: iatp, %d RPS for %v", h.opts.SoakRate, h.opts.SoakDuration)
+	foreign := newForeignMeter(func() []int { return append([]int{os.Getpid(), rd.backend.pid()}, sin.pids()...) })
 	stopSampling := sample(sin.pids, time.Second, &res.RSS, &res.Files)
 	res.IATP, err = openLoop(ctx, attackSpec{url: sin.url, body: h.body, rate: h.opts.SoakRate, duration: h.opts.SoakDuration}, sin.pids())
 	stopSampling()
+	res.ForeignCPU = foreign.share()
 	if err != nil {
 		return nil, err
 	}
