@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,9 @@ func (s *Sidecar) adminMux() *http.ServeMux {
 	// (package reputation/gossip).
 	mux.Handle("/reputation/", s.repHandler)
 	route("GET", "/metrics", s.metrics.handler().ServeHTTP)
+	if s.cfg.Pprof {
+		s.mountPprof(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, requestTraceID(r), errorf(http.StatusNotFound, "no such endpoint: "+r.Method+" "+clipText(r.URL.Path)+" (the protected call is POST /proxy)"))
 	})
@@ -247,4 +251,23 @@ func (s *Sidecar) recordSlash(ctx context.Context, rec gossip.SlashRecord) {
 	}
 	s.record(ctx, &recorder.Record{Kind: recorder.KindReputation, TraceID: traceID, CallerID: rec.Caller,
 		Reasons: []string{res.Event.Type}, Details: details}, policy.Caller{}, s.cfg.Clock())
+}
+
+// mountPprof serves net/http/pprof under /debug/pprof/, behind the admin
+// token: profiles show the process's memory and its code paths.
+func (s *Sidecar) mountPprof(mux *http.ServeMux) {
+	guard := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if e := s.authorizeAdmin(r); e != nil {
+				writeError(w, requestTraceID(r), e)
+				return
+			}
+			h(w, r)
+		}
+	}
+	mux.HandleFunc("/debug/pprof/", guard(pprof.Index))
+	mux.HandleFunc("/debug/pprof/cmdline", guard(pprof.Cmdline))
+	mux.HandleFunc("/debug/pprof/profile", guard(pprof.Profile))
+	mux.HandleFunc("/debug/pprof/symbol", guard(pprof.Symbol))
+	mux.HandleFunc("/debug/pprof/trace", guard(pprof.Trace))
 }

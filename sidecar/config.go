@@ -142,6 +142,8 @@ type Config struct {
 	// as the Python package does. They hold scrubbed request payloads.
 	PublicTraces bool
 
+	// Pprof serves net/http/pprof at /debug/pprof/, behind the admin token.
+	Pprof bool
 	// TracerProvider, if not nil, traces every exchange with OpenTelemetry
 	// (see TracerProviderFromEnv); nil traces nothing, at no cost.
 	TracerProvider trace.TracerProvider

@@ -254,3 +254,19 @@ func (w *callerWatch) stop() {
 
 // b2s views b as a string for a comparison that does not keep it.
 func b2s(b []byte) string { return unsafeString(b) }
+
+// ownedAdapter runs a net/http handler adapted by fasthttpadaptor on a copy
+// of the request in a RequestCtx of its own. The adaptor's http.Request
+// views fasthttp's buffers without copying them, and those buffers are
+// reused for the connection's next request once the handler returns; an
+// admin handler that keeps a string of its request — the reputation node
+// keeps a slash's subject and reporter in events it sends later — would
+// then see it change under it. The copy's buffers are never reused.
+func ownedAdapter(h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		var own fasthttp.RequestCtx
+		own.Init(&ctx.Request, ctx.RemoteAddr(), nil)
+		h(&own)
+		own.Response.CopyTo(&ctx.Response)
+	}
+}

@@ -143,7 +143,7 @@ func New(cfg Config) (*Sidecar, error) {
 		return nil, err
 	}
 	s.adminHandler = s.adminMux()
-	s.fastAdmin = fasthttpadaptor.NewFastHTTPHandler(s.adminHandler)
+	s.fastAdmin = ownedAdapter(fasthttpadaptor.NewFastHTTPHandler(s.adminHandler))
 	s.ingress = s.newIngress()
 	s.metrics.setStages(s.ingress.Names())
 	if cfg.EgressListen != "" {

@@ -139,6 +139,7 @@ func startSidecar(ctx context.Context, h *harness, rd *runDir, name, agentURL st
 		"--config", config,
 		"--data-dir", filepath.Join(dir, "data"),
 		"--log-level", "warn",
+		"--egress-listen", "off",
 	}
 	argv = append(argv, args...)
 	argv = append(argv, h.opts.IATPArgs...)

@@ -144,6 +144,9 @@ func (d *demo) start() error {
 	d.bankURL, d.potURL, d.bookingURL, d.egressURL, d.impostorURL = url(lns[0]), url(lns[1]), url(lns[2]), url(lns[3]), url(lns[4])
 
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("IATP_DEMO_DEBUG") != "" { // the sidecars' own logs, for debugging the demo
+		quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	cps := map[string]ed25519.PublicKey{"demo-control-plane": d.controlPlane.PublicKey()}
 	ok := func(calls *atomic.Int64, answer string) string {
 		return d.serveAgent(func(w http.ResponseWriter, _ *http.Request, _ []byte) {

@@ -200,7 +200,7 @@ func (d *demo) mesh() {
 		expect(a.str("trust_level") == "untrusted", "trust level %q, want untrusted", a.str("trust_level")))
 	d.note("two critical hallucinations: %v (%s) — signed by the bank's sidecar and sent to its peers", a.json["new_score"], a.str("trust_level"))
 	var seen *answer
-	for time.Since(start) < 5*time.Second {
+	for time.Since(start) < 15*time.Second {
 		seen = d.call("GET", d.bookingURL+"/reputation/honeypot-agent", "")
 		if seen.str("trust_level") == "untrusted" {
 			break

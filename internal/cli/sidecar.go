@@ -86,6 +86,7 @@ key. SIGINT or SIGTERM stops it gracefully.`,
 	f := cmd.Flags()
 	f.StringVar(&flags.AgentURL, "agent-url", "", "the protected agent's URL (env IATP_AGENT_URL)")
 	f.StringVar(&flags.Listen, "listen", "", "address to listen on (default "+sidecar.DefaultListen+"; env IATP_PORT sets the port)")
+	f.BoolVar(&flags.Pprof, "pprof", false, "serve Go's profiles at /debug/pprof/ (admin token required)")
 	f.StringArrayVar(&flags.Peers, "peer", nil, "URL of a sidecar to exchange reputation events with over HTTP (repeatable; adds to reputation.peers)")
 	f.StringVar(&flags.NATSURL, "nats-url", "", "NATS server(s) to spread reputation events over JetStream (reputation.nats.url)")
 	f.StringVar(&flags.EgressListen, "egress-listen", "", "address of the egress proxy the agent calls others through (HTTP_PROXY; default "+sidecar.DefaultEgressListen+"; off turns it off)")

@@ -114,6 +114,8 @@ type Recorder struct {
 
 // Server holds the limits of the sidecar's HTTP server and agent client.
 type Server struct {
+	// Pprof serves /debug/pprof/ behind the admin token (also --pprof).
+	Pprof             bool          `yaml:"pprof"`
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	ReadTimeout       time.Duration `yaml:"read_timeout"`
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`

@@ -38,6 +38,8 @@ type Flags struct {
 	// RequireAuthenticatedCallers, when set, beats the file.
 	RequireAuthenticatedCallers *bool
 	RecorderRecover             bool
+	// Pprof (--pprof) is ORed with server.pprof.
+	Pprof bool
 	// Peers (--peer) add to reputation.peers; NATSURL (--nats-url) beats
 	// reputation.nats.url.
 	Peers   []string
@@ -166,6 +168,7 @@ func Resolve(file *File, configDir string, getenv func(string) string, flags Fla
 	s := file.Server
 	cfg.ReadHeaderTimeout, cfg.ReadTimeout, cfg.IdleTimeout, cfg.ShutdownTimeout = s.ReadHeaderTimeout, s.ReadTimeout, s.IdleTimeout, s.ShutdownTimeout
 	cfg.MaxHeaderBytes, cfg.MaxConnsPerAgent = s.MaxHeaderBytes, s.MaxConnsPerAgent
+	cfg.Pprof = s.Pprof || flags.Pprof
 
 	id := file.Identity
 	if path := first(flags.Key, rel(id.Key)); path != "" {

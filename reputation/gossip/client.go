@@ -231,7 +231,13 @@ func (g *Gossip) sender(p *peer) {
 
 func (g *Gossip) push(ctx context.Context, p *peer, evs []reputation.SignedEvent) error {
 	var resp PushResponse
-	return g.call(ctx, p, RoutePush, PushRequest{Events: evs}, &resp)
+	if err := g.call(ctx, p, RoutePush, PushRequest{Events: evs}, &resp); err != nil {
+		return err
+	}
+	if len(resp.Refused) > 0 {
+		g.log.Debug("gossip: the peer refused events", "peer", p.url, "refused", len(resp.Refused), "first", resp.Refused[0].Error)
+	}
+	return nil
 }
 
 // reconciler runs anti-entropy with one peer every interval (jittered),
