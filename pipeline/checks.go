@@ -82,7 +82,7 @@ func (*Route) Name() string { return "route" }
 // Run checks the method and the path.
 func (r *Route) Run(_ context.Context, x *Exchange) *Refusal {
 	if x.Method != http.MethodPost {
-		ref := Refuse(http.StatusMethodNotAllowed, Method, "method "+clip(x.Method)+" not allowed: the protected call is POST /proxy")
+		ref := Refuse(http.StatusMethodNotAllowed, Method, "method "+safeMethod(x.Method)+" not allowed: the protected call is POST /proxy")
 		ref.Allow = http.MethodPost
 		return ref
 	}

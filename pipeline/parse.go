@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,20 +100,13 @@ func (Detect) Name() string { return "detect" }
 
 // Run scans x.
 func (Detect) Run(_ context.Context, x *Exchange) *Refusal {
-	path := x.Path
-	if dec, err := url.PathUnescape(path); err == nil {
-		path = dec
-	}
-	f := detect.ScanText(bytesOf(path))
-	x.found(f, "path")
-	x.RecordedPath = scrubString(path, f)
+	fm := detect.ScanText(bytesOf(x.Method))
+	x.found(fm, "method")
+	path, fp := scanPath(x.Path)
+	x.found(fp, "path")
+	x.RecordedPath = scrubString(path, fp)
 	if q := x.RawQuery; q != "" {
-		view := unescape(q, false)
-		fq := detect.ScanText(bytesOf(view))
-		if strings.IndexByte(q, '+') >= 0 {
-			view = unescape(q, true)
-			fq |= detect.ScanText(bytesOf(view))
-		}
+		view, fq := scanQuery(q)
 		x.found(fq, "query")
 		x.RecordedQuery = scrubString(view, fq)
 	}
@@ -123,17 +115,51 @@ func (Detect) Run(_ context.Context, x *Exchange) *Refusal {
 	return nil
 }
 
+// scanPath percent-decodes a path (leniently) and scans it.
+func scanPath(p string) (string, detect.Set) {
+	dec := unescape(p, false)
+	return dec, detect.ScanText(bytesOf(dec))
+}
+
+// scanQuery scans a query percent-decoded and, when it holds '+',
+// form-decoded too; it returns the view to record.
+func scanQuery(q string) (string, detect.Set) {
+	view := unescape(q, false)
+	found := detect.ScanText(bytesOf(view))
+	if strings.IndexByte(q, '+') >= 0 {
+		view = unescape(q, true)
+		found |= detect.ScanText(bytesOf(view))
+	}
+	return view, found
+}
+
+// recordedRequest fills the path and query to record when no Detect check
+// ran (a refusal before it): decoded and scrubbed all the same.
+func (x *Exchange) recordedRequest() {
+	if x.RecordedPath == "" && x.Path != "" {
+		p, f := scanPath(x.Path)
+		x.RecordedPath = scrubString(p, f)
+	}
+	if x.RecordedQuery == "" && x.RawQuery != "" {
+		q, f := scanQuery(x.RawQuery)
+		x.RecordedQuery = scrubString(q, f)
+	}
+}
+
 func scanFields(x *Exchange, f Fields, where string) {
 	for _, h := range f {
 		if wire.IsCredential(h.Name) || wire.Same(h.Name, wire.ContentDigest) {
 			continue
 		}
 		s := detect.ScanText(bytesOf(h.Value))
+		var sn detect.Set
 		if strings.ContainsAny(h.Name, "0123456789@") {
-			s |= detect.ScanText(bytesOf(h.Name))
+			sn = detect.ScanText(bytesOf(h.Name))
 		}
-		if s != 0 {
-			x.found(s, where+strings.ToLower(h.Name))
+		if s|sn != 0 {
+			// The place is named by the header's name, scrubbed when the
+			// name itself holds the data.
+			x.found(s|sn, where+scrubString(strings.ToLower(h.Name), sn))
 		}
 	}
 }
@@ -344,9 +370,7 @@ func ScrubbedText(t string) string {
 func scanText(body []byte, form bool) detect.Set {
 	found := detect.ScanText(body)
 	if form {
-		if dec, err := url.QueryUnescape(string(body)); err == nil {
-			found |= detect.ScanText(bytesOf(dec))
-		}
+		found |= detect.ScanText(bytesOf(unescape(string(body), true)))
 	}
 	return found
 }

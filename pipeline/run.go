@@ -238,6 +238,7 @@ func (p *Pipeline) Record(ctx context.Context, x *Exchange, r *recorder.Record) 
 // Written by hand: it runs for most requests, and encoding/json costs
 // several allocations a call.
 func requestDetails(x *Exchange, outcome Reason) json.RawMessage {
+	x.recordedRequest()
 	b := make([]byte, 0, 160)
 	b = append(b, '{')
 	field := func(name string) {
@@ -274,7 +275,7 @@ func requestDetails(x *Exchange, outcome Reason) json.RawMessage {
 	if x.Kind != Ingress {
 		str("exchange", x.Kind.String())
 	}
-	str("method", x.Method)
+	str("method", safeMethod(x.Method))
 	str("path", x.RecordedPath)
 	str("query", x.RecordedQuery)
 	if x.Kind != Ingress {
@@ -347,4 +348,14 @@ func EncodeJSON(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// safeMethod returns a method to record or name a span with: itself when
+// it is a standard one, else scrubbed (a method is the caller's text too).
+func safeMethod(m string) string {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE":
+		return m
+	}
+	return ScrubbedText(m)
 }

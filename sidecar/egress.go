@@ -111,6 +111,7 @@ func (s *Sidecar) newEgress() error {
 		},
 	}
 	s.egress = pipeline.New(pc, pipeline.EgressChecks(ec)...)
+	s.metrics.setStages(true, s.egress.Names())
 	if e.AllowConnect {
 		s.connect = pipeline.New(pc, pipeline.ConnectChecks(ec, pipeline.Tunnel{DialTimeout: 10 * time.Second})...)
 	}

@@ -205,34 +205,45 @@ func (s *Sidecar) outcome(x *pipeline.Exchange, status int, r *pipeline.Refusal)
 }
 
 // Observe counts and logs how an exchange ended: one line per decision.
+// Ingress and egress exchanges are counted apart.
 func (s *Sidecar) Observe(x *pipeline.Exchange, r *pipeline.Refusal) {
+	egress := x.Kind == pipeline.Egress
+	decided, blocked, refused := s.metrics.decided, s.metrics.blocked, s.metrics.refused
+	if egress {
+		decided = func(o string) { s.metrics.egressDecisions.WithLabelValues(o).Inc() }
+		blocked, refused = s.metrics.egressBlocked, s.metrics.egressRefused
+	}
 	status := 0
 	switch {
 	case r != nil:
 		status = r.Status
 		switch r.Reason {
 		case pipeline.Blocked:
-			s.metrics.decided("block")
-			s.metrics.blocked.WithLabelValues(x.Decision.Rule).Inc()
+			decided("block")
+			rule := x.Decision.Rule
+			if by, ok := r.Fields["blocked_by"].(string); ok {
+				rule = by
+			}
+			blocked.WithLabelValues(rule).Inc()
 		case pipeline.Warned:
-			s.metrics.decided("warn")
+			decided("warn")
 		case pipeline.Upstream, pipeline.UpstreamTimeout, pipeline.Canceled:
-			s.metrics.decided(decisionName(x))
+			decided(decisionName(x))
 		default:
-			s.metrics.refused.WithLabelValues(strconv.Itoa(r.Status)).Inc()
+			refused.WithLabelValues(strconv.Itoa(r.Status)).Inc()
 		}
 		s.logFailure(x.TraceID, r)
 	default:
-		s.metrics.decided(decisionName(x))
+		decided(decisionName(x))
 		if x.Answer != nil {
 			status = x.Answer.Status
 		}
 	}
-	s.metrics.stages(x.Stages)
+	s.metrics.stages(egress, x.Stages)
 	if s.log.Enabled(context.Background(), levelDecision) {
-		s.log.Log(context.Background(), levelDecision, "decision", "trace_id", x.TraceID, "caller", x.Caller.AgentID,
-			"decision", string(x.Outcome), "rule", x.Decision.Rule, "status", status,
-			"latency_ms", float64(time.Since(x.Received).Microseconds())/1000)
+		s.log.Log(context.Background(), levelDecision, "decision", "trace_id", x.TraceID, "exchange", x.Kind.String(),
+			"caller", x.Caller.AgentID, "target", x.TargetID, "decision", string(x.Outcome), "rule", x.Decision.Rule,
+			"status", status, "latency_ms", float64(time.Since(x.Received).Microseconds())/1000)
 	}
 }
 

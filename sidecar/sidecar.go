@@ -145,7 +145,7 @@ func New(cfg Config) (*Sidecar, error) {
 	s.adminHandler = s.adminMux()
 	s.fastAdmin = ownedAdapter(fasthttpadaptor.NewFastHTTPHandler(s.adminHandler))
 	s.ingress = s.newIngress()
-	s.metrics.setStages(s.ingress.Names())
+	s.metrics.setStages(false, s.ingress.Names())
 	if cfg.EgressListen != "" {
 		if err := s.newEgress(); err != nil {
 			s.Close()
@@ -287,6 +287,10 @@ func (s *Sidecar) ServeAll(ctx context.Context, ln, eln net.Listener) error {
 		"caller_auth", s.callerAuthMode(), "public_url", s.cfg.PublicURL}
 	if len(listeners) > 1 {
 		attrs = append(attrs, "egress_listen", eln.Addr().String())
+		if a, ok := eln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() && !s.egressToken.IsSet() {
+			s.log.Warn("the egress proxy listens beyond loopback without a token: whoever reaches it can have calls signed as this agent",
+				"egress_listen", eln.Addr().String(), "fix", "listen on 127.0.0.1 (or the pod's own network), or set egress.proxy_token / IATP_EGRESS_TOKEN")
+		}
 	}
 	s.log.Info("iatp sidecar serving", attrs...)
 	errc := make(chan error, len(servers))

@@ -39,6 +39,8 @@ const (
 	ContentDigest  = "Content-Digest"
 	// Authorization carries the admin token.
 	Authorization = "Authorization"
+	// ProxyAuthorization carries the egress proxy's token.
+	ProxyAuthorization = "Proxy-Authorization"
 	// Attestation carries a caller's v2 attestation, base64url of its JSON.
 	Attestation = "X-IATP-Attestation"
 	// CallerID tells the agent who its authenticated caller is.
@@ -55,12 +57,12 @@ const StatusWarning = 449
 // that repeats one is refused, so the sidecar and the agent can never read
 // two different values of it.
 var Owned = []string{TraceID, Override, ForwardedFor, Signature, SignatureInput, ContentDigest,
-	Traceparent, Tracestate, IdempotencyKey, Authorization, Attestation}
+	Traceparent, Tracestate, IdempotencyKey, Authorization, Attestation, ProxyAuthorization}
 
 // Credentials lists the headers whose values are credentials the sidecar
 // itself consumes; they are not scanned for sensitive data (PROTOCOL §4)
 // and never recorded.
-var Credentials = []string{Override, Authorization, Signature, SignatureInput, Attestation}
+var Credentials = []string{Override, Authorization, Signature, SignatureInput, Attestation, ProxyAuthorization}
 
 // hopByHop are connection-level headers a proxy never passes on (RFC 9110
 // §7.6.1), normalized.
