@@ -31,6 +31,7 @@ const (
 	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultMaxConnsPerAgent  = 512
+	DefaultMaxConnections    = 10000
 	DefaultStreamTimeout     = 10 * time.Minute
 	DefaultMaxAttestationAge = 24 * time.Hour
 	DefaultManifestMaxAge    = 5 * time.Minute
@@ -102,6 +103,10 @@ type Config struct {
 	ShutdownTimeout   time.Duration
 	// MaxConnsPerAgent bounds the connections to the agent; 0 means 512.
 	MaxConnsPerAgent int
+	// MaxConnections bounds the connections each listener serves at once;
+	// past it a new connection gets 503 and is closed. 0 means
+	// DefaultMaxConnections.
+	MaxConnections int
 
 	// StreamTimeout bounds a streamed answer (the caller sent Accept:
 	// text/event-stream) from start to end; the agent timeout bounds every
@@ -216,6 +221,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{&cfg.MaxResponseRecord, DefaultMaxResponseRecord, "max response record"},
 		{&cfg.MaxHeaderBytes, DefaultMaxHeaderBytes, "max header bytes"},
 		{&cfg.MaxConnsPerAgent, DefaultMaxConnsPerAgent, "max connections per agent"},
+		{&cfg.MaxConnections, DefaultMaxConnections, "max connections"},
 	} {
 		n := int64(*f.p)
 		defInt(&n, int64(f.v), f.name)

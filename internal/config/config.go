@@ -121,6 +121,7 @@ type Server struct {
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
 	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+	MaxConnections    int           `yaml:"max_connections"`
 	MaxConnsPerAgent  int           `yaml:"max_conns_per_agent"`
 }
 

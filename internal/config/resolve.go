@@ -167,7 +167,7 @@ func Resolve(file *File, configDir string, getenv func(string) string, flags Fla
 
 	s := file.Server
 	cfg.ReadHeaderTimeout, cfg.ReadTimeout, cfg.IdleTimeout, cfg.ShutdownTimeout = s.ReadHeaderTimeout, s.ReadTimeout, s.IdleTimeout, s.ShutdownTimeout
-	cfg.MaxHeaderBytes, cfg.MaxConnsPerAgent = s.MaxHeaderBytes, s.MaxConnsPerAgent
+	cfg.MaxHeaderBytes, cfg.MaxConnsPerAgent, cfg.MaxConnections = s.MaxHeaderBytes, s.MaxConnsPerAgent, s.MaxConnections
 	cfg.Pprof = s.Pprof || flags.Pprof
 
 	id := file.Identity
