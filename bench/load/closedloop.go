@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -29,6 +32,7 @@ type ClosedResult struct {
 // closedSpec is what a closed-loop run sends and for how long.
 type closedSpec struct {
 	url   string
+	proxy string // the HTTP proxy to send through, if any (net/http client)
 	body  []byte
 	conns int
 	// warmup runs before the measured window: connections open, caches
@@ -78,31 +82,64 @@ func closedLoop(ctx context.Context, spec closedSpec, pids []int) (*ClosedResult
 		failed.Add(1)
 		firstOnce.Do(func() { firstErr = msg })
 	}
-	for range spec.conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
-			req.SetRequestURI(spec.url)
-			req.Header.SetMethod(fasthttp.MethodPost)
-			req.Header.SetContentType("application/json")
-			req.SetBodyRaw(spec.body)
+	send := func() {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI(spec.url)
+		req.Header.SetMethod(fasthttp.MethodPost)
+		req.Header.SetContentType("application/json")
+		req.SetBodyRaw(spec.body)
+		for !done.Load() {
+			if err := hc.Do(req, resp); err != nil {
+				fail(err.Error())
+				time.Sleep(time.Millisecond) // a dead target must not spin the CPU
+				continue
+			}
+			if code := resp.StatusCode(); code != fasthttp.StatusOK {
+				fail(fmt.Sprintf("HTTP %d: %s", code, clip(string(resp.Body()), 200)))
+				continue
+			}
+			if n := answered.Add(1); n == stopAt.Load() {
+				done.Store(true)
+			}
+		}
+	}
+	if spec.proxy != "" {
+		// fasthttp's client speaks no proxy protocol: through a proxy, each
+		// connection is a net/http client's (a costlier generator).
+		pu, err := url.Parse(spec.proxy)
+		if err != nil {
+			return nil, err
+		}
+		tr := &http.Transport{Proxy: http.ProxyURL(pu), MaxIdleConnsPerHost: spec.conns, MaxConnsPerHost: spec.conns}
+		defer tr.CloseIdleConnections()
+		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		send = func() {
 			for !done.Load() {
-				if err := hc.Do(req, resp); err != nil {
+				resp, err := client.Post(spec.url, "application/json", bytes.NewReader(spec.body))
+				if err != nil {
 					fail(err.Error())
-					time.Sleep(time.Millisecond) // a dead target must not spin the CPU
+					time.Sleep(time.Millisecond)
 					continue
 				}
-				if code := resp.StatusCode(); code != fasthttp.StatusOK {
-					fail(fmt.Sprintf("HTTP %d: %s", code, clip(string(resp.Body()), 200)))
+				msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					fail(fmt.Sprintf("HTTP %d: %s", resp.StatusCode, clip(string(msg), 200)))
 					continue
 				}
 				if n := answered.Add(1); n == stopAt.Load() {
 					done.Store(true)
 				}
 			}
+		}
+	}
+	for range spec.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			send()
 		}()
 	}
 	stopAll := func() { done.Store(true); wg.Wait() }

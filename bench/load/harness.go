@@ -256,7 +256,7 @@ func (h *harness) runOnce(ctx context.Context, i int) (_ *RunResult, err error) 
 	}
 	for _, rate := range h.opts.Rates {
 		err := phase(fmt.Sprintf("open loop %d RPS", rate), func(s *started) error {
-			r, err := h.open(ctx, i, s, attackSpec{url: s.url, body: h.body, rate: rate, duration: h.opts.Duration})
+			r, err := h.open(ctx, i, s, attackSpec{url: s.url, proxy: s.proxy, body: h.body, rate: rate, duration: h.opts.Duration})
 			s.res.Open = append(s.res.Open, r)
 			return err
 		})
@@ -266,7 +266,7 @@ func (h *harness) runOnce(ctx context.Context, i int) (_ *RunResult, err error) 
 	}
 	for _, size := range h.opts.Sizes {
 		err := phase("body "+sizeLabel(size), func(s *started) error {
-			r, err := h.open(ctx, i, s, attackSpec{url: s.url, body: h.bodies[size], rate: h.opts.SizeRate, duration: h.opts.SizeDuration})
+			r, err := h.open(ctx, i, s, attackSpec{url: s.url, proxy: s.proxy, body: h.bodies[size], rate: h.opts.SizeRate, duration: h.opts.SizeDuration})
 			s.res.Sizes = append(s.res.Sizes, r)
 			return err
 		})
@@ -325,7 +325,7 @@ func checkAlive(rd *runDir, s *started) error {
 }
 
 func (h *harness) closed(ctx context.Context, i int, s *started) error {
-	r, err := closedLoop(ctx, closedSpec{url: s.url, body: h.body, conns: h.opts.Connections, warmup: h.opts.ClosedWarmup, duration: h.opts.ClosedDuration}, s.pids())
+	r, err := closedLoop(ctx, closedSpec{url: s.url, proxy: s.proxy, body: h.body, conns: h.opts.Connections, warmup: h.opts.ClosedWarmup, duration: h.opts.ClosedDuration}, s.pids())
 	if err != nil {
 		return err
 	}
@@ -359,7 +359,7 @@ func (h *harness) rssAfter(ctx context.Context, i int, s *started) error {
 			res.PeakKiB = max(res.PeakKiB, kb)
 		}
 	}
-	r, err := closedLoop(ctx, closedSpec{url: s.url, body: h.body, conns: h.opts.Connections, limit: h.opts.RSSRequests, every: sample}, s.pids())
+	r, err := closedLoop(ctx, closedSpec{url: s.url, proxy: s.proxy, body: h.body, conns: h.opts.Connections, limit: h.opts.RSSRequests, every: sample}, s.pids())
 	if err != nil {
 		return err
 	}

@@ -116,13 +116,19 @@ func absolutePaths(m map[string]any, dir string) {
 // the operator's --iatp-args last. It is ready when it allows the
 // benchmark's request.
 func startSidecar(ctx context.Context, h *harness, rd *runDir, name, agentURL string, args []string) (*instance, error) {
+	return startSidecarAs(ctx, h, rd, name, "load-backend", agentURL, args)
+}
+
+// startSidecarAs is startSidecar for an agent named agentID.
+func startSidecarAs(ctx context.Context, h *harness, rd *runDir, name, agentID, agentURL string, args []string) (*instance, error) {
 	dir, err := rd.sub(name)
 	if err != nil {
 		return nil, err
 	}
 	manifest := filepath.Join(dir, "manifest.json")
 	config := filepath.Join(dir, "iatp.yaml")
-	if err := os.WriteFile(manifest, []byte(sidecarManifest), 0o644); err != nil {
+	doc := strings.Replace(sidecarManifest, `"agent_id": "load-backend"`, `"agent_id": "`+agentID+`"`, 1)
+	if err := os.WriteFile(manifest, []byte(doc), 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(config, h.sidecarConfig, 0o600); err != nil {
@@ -194,4 +200,47 @@ func repoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// startMesh starts the two-sidecar path of a call between agents: the
+// caller's sidecar (its egress proxy signs as load-caller) and the callee's
+// (its ingress verifies that signature against the pinned key) in front of
+// the backend. The client sends to the callee's /proxy through the caller's
+// egress proxy, as an agent with HTTP_PROXY does.
+func startMesh(ctx context.Context, h *harness, rd *runDir) (*instance, error) {
+	dir, err := rd.sub("iatp-mesh-keys")
+	if err != nil {
+		return nil, err
+	}
+	if out, err := exec.CommandContext(ctx, h.iatpBin, "keygen", "--out", dir, "--name", "load-caller").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("iatp keygen: %v: %s", err, out)
+	}
+	callee, err := startSidecarAs(ctx, h, rd, "iatp-mesh-callee", "load-backend", rd.backendURL,
+		[]string{"--trusted-agent", "load-caller=" + filepath.Join(dir, "load-caller.pub")})
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		callee.stop()
+		return nil, err
+	}
+	caller, err := startSidecarAs(ctx, h, rd, "iatp-mesh-caller", "load-caller", rd.backendURL,
+		[]string{"--key", filepath.Join(dir, "load-caller.key"), "--egress-listen", loopback(port)})
+	if err != nil {
+		callee.stop()
+		return nil, err
+	}
+	in := &instance{
+		url:      callee.url,
+		proxy:    "http://" + loopback(port),
+		pids:     func() []int { return append(caller.pids(), callee.pids()...) },
+		children: append(callee.children, caller.children...),
+	}
+	probe := probePostVia(in.url, in.proxy, h.body)
+	if err := waitReady(ctx, caller.children[0], 30*time.Second, probe); err != nil {
+		in.stop()
+		return nil, err
+	}
+	return in, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -45,6 +46,7 @@ type OpenResult struct {
 // attackSpec is what an open-loop attack sends.
 type attackSpec struct {
 	url      string
+	proxy    string // the HTTP proxy to send through, if any
 	body     []byte
 	rate     int
 	duration time.Duration
@@ -63,13 +65,21 @@ func openLoop(ctx context.Context, spec attackSpec, pids []int) (*OpenResult, er
 		Body:   spec.body,
 		Header: http.Header{"Content-Type": []string{"application/json"}},
 	})
-	atk := vegeta.NewAttacker(
+	opts := []func(*vegeta.Attacker){
 		vegeta.KeepAlive(true),
 		vegeta.HTTP2(false),
-		vegeta.Timeout(10*time.Second),
+		vegeta.Timeout(10 * time.Second),
 		vegeta.Workers(uint64(max(10, spec.rate/100))),
 		vegeta.MaxBody(512),
-	)
+	}
+	if spec.proxy != "" {
+		pu, err := url.Parse(spec.proxy)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, vegeta.Proxy(http.ProxyURL(pu)))
+	}
+	atk := vegeta.NewAttacker(opts...)
 	stop := context.AfterFunc(ctx, func() { atk.Stop() })
 	defer stop()
 

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -48,6 +50,12 @@ var targets = []target{
 			return startSidecar(ctx, h, rd, "iatp", rd.backendURL, nil)
 		},
 	},
+	{
+		name: "iatp-mesh",
+		about: "two iatp sidecars, the path of a call between agents: the caller's egress proxy signs, " +
+			"the callee's ingress verifies; the client goes through the proxy with a net/http client",
+		start: startMesh,
+	},
 }
 
 // targetNames lists the names of every target.
@@ -72,6 +80,9 @@ func lookupTarget(name string) (target, bool) {
 // instance is a started target.
 type instance struct {
 	url string
+	// proxy, when set, is the HTTP proxy the client sends through (the
+	// caller's egress proxy of the mesh target).
+	proxy string
 	// pids returns the processes whose CPU time and RSS are the target's.
 	pids func() []int
 	// children are stopped at the end of the run, in reverse order.
@@ -138,5 +149,38 @@ func probePost(url string, body []byte) func(context.Context) error {
 			return fatal{fmt.Errorf("POST %s answered %s to the benchmark's request: %s", url, resp.Status, clip(string(bytes.TrimSpace(msg)), 300))}
 		}
 		return nil
+	}
+}
+
+// probePostVia is probePost through an HTTP proxy.
+func probePostVia(target, proxy string, body []byte) func(context.Context) error {
+	pu, err := url.Parse(proxy)
+	if err != nil {
+		return func(context.Context) error { return fatal{err} }
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+		if err != nil {
+			return fatal{err}
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		if resp.StatusCode != http.StatusOK {
+			return fatal{fmt.Errorf("POST %s through %s answered %s: %s", target, proxy, resp.Status, clip(string(bytes.TrimSpace(msg)), 300))}
+		}
+		return nil
+	}
+}
+
+// stop stops the instance's processes, the last started first.
+func (in *instance) stop() {
+	for _, c := range slices.Backward(in.children) {
+		c.stop(5 * time.Second)
 	}
 }
