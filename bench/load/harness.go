@@ -40,6 +40,9 @@ type TargetRun struct {
 	Closed   *ClosedResult `json:"closed,omitempty"`
 	Open     []*OpenResult `json:"open"`  // one per rate, in the order of Options.Rates
 	Sizes    []*OpenResult `json:"sizes"` // one per size, in the order of Options.Sizes
+	// Stages is the mean time per check of the target's sidecars during
+	// the open loop at the first rate (iatp targets only).
+	Stages []StageTime `json:"stages,omitempty"`
 }
 
 // RSSAfter is the target's memory after a fixed number of requests.
@@ -254,11 +257,27 @@ func (h *harness) runOnce(ctx context.Context, i int) (_ *RunResult, err error) 
 	if err := phase("closed loop", func(s *started) error { return h.closed(ctx, i, s) }); err != nil {
 		return nil, err
 	}
-	for _, rate := range h.opts.Rates {
+	for k, rate := range h.opts.Rates {
 		err := phase(fmt.Sprintf("open loop %d RPS", rate), func(s *started) error {
+			var before map[stageKey]stageTotals
+			if k == 0 && len(s.metrics) > 0 {
+				b, err := scrapeStages(ctx, s.metrics)
+				if err != nil {
+					return err
+				}
+				before = b
+			}
 			r, err := h.open(ctx, i, s, attackSpec{url: s.url, proxy: s.proxy, body: h.body, rate: rate, duration: h.opts.Duration})
 			s.res.Open = append(s.res.Open, r)
-			return err
+			if err != nil || before == nil {
+				return err
+			}
+			after, err := scrapeStages(ctx, s.metrics)
+			if err != nil {
+				return err
+			}
+			s.res.Stages = stageDelta(before, after)
+			return nil
 		})
 		if err != nil {
 			return nil, err

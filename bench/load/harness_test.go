@@ -135,6 +135,22 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("%s: second size sent %d-byte bodies", name, got)
 		}
 	}
+	if st := rep.Runs[0].Targets["direct"].Stages; len(st) != 0 {
+		t.Errorf("direct has check times: %+v", st)
+	}
+	// The iatp target's checks at the first rate: every ingress check
+	// ran once per request sent, in the pipeline's order.
+	stages := rep.Runs[0].Targets["iatp"].Stages
+	var names []string
+	for _, st := range stages {
+		names = append(names, st.Stage)
+		if st.Exchange != "ingress" || st.MeanUs <= 0 || st.Count < uint64(rep.Runs[0].Targets["iatp"].Open[0].Sent) {
+			t.Errorf("iatp check %+v: want ingress, a positive mean, run once per request (%d)", st, rep.Runs[0].Targets["iatp"].Open[0].Sent)
+		}
+	}
+	if got, want := strings.Join(names, " "), "headers route body identify rate_limit parse detect policy override record forward"; got != want {
+		t.Errorf("iatp checks %q, want %q", got, want)
+	}
 
 	var md bytes.Buffer
 	if err := rep.writeMarkdown(&md); err != nil {
@@ -143,6 +159,7 @@ func TestEndToEnd(t *testing.T) {
 	out := md.String()
 	for _, want := range []string{
 		"## Max throughput", "## Latency at 50 RPS", "## Added p50 by body size", "## Memory",
+		"## Time per check at 50 RPS", "| iatp | ingress | detect |",
 		"| direct |", "| iatp |", "| target | 1 KiB | 16 KiB |", "after 200 requests",
 		rep.Machine.Go, "× nginx",
 	} {
@@ -150,9 +167,9 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("Markdown report lacks %q:\n%s", want, out)
 		}
 	}
-	// iatp's rows: 1 closed, 1 open, 1 size, 1 memory.
-	if n := strings.Count(out, "\n| iatp |"); n != 4 {
-		t.Errorf("%d iatp rows in the Markdown report, want 4:\n%s", n, out)
+	// iatp's rows: 1 closed, 1 open, 1 size, 1 memory, one per check.
+	if n := strings.Count(out, "\n| iatp |"); n != 4+len(stages) {
+		t.Errorf("%d iatp rows in the Markdown report, want %d:\n%s", n, 4+len(stages), out)
 	}
 	if strings.Contains(out, "NaN") {
 		t.Errorf("the Markdown report holds NaN:\n%s", out)

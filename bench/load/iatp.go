@@ -156,6 +156,7 @@ func startSidecarAs(ctx context.Context, h *harness, rd *runDir, name, agentID, 
 	in := &instance{
 		url:      "http://" + loopback(port) + "/proxy",
 		pids:     func() []int { return []int{c.pid()} },
+		metrics:  []string{"http://" + loopback(port) + "/metrics"},
 		children: []*child{c},
 	}
 	if err := waitReady(ctx, c, 30*time.Second, probePost(in.url, h.body)); err != nil {
@@ -235,6 +236,7 @@ func startMesh(ctx context.Context, h *harness, rd *runDir) (*instance, error) {
 		url:      callee.url,
 		proxy:    "http://" + loopback(port),
 		pids:     func() []int { return append(caller.pids(), callee.pids()...) },
+		metrics:  append(caller.metrics, callee.metrics...),
 		children: append(callee.children, caller.children...),
 	}
 	probe := probePostVia(in.url, in.proxy, h.body)

@@ -30,6 +30,17 @@ type Summary struct {
 	Open   []OpenTable `json:"open"`
 	Sizes  []SizeRow   `json:"sizes"`
 	Memory []MemoryRow `json:"memory"`
+	// Stages is the time per check at the first open-loop rate.
+	Stages []StageRow `json:"stages,omitempty"`
+}
+
+// StageRow is one check of one target's pipeline: its mean time per run,
+// in µs, over the runs.
+type StageRow struct {
+	Target   string `json:"target"`
+	Exchange string `json:"exchange"`
+	Stage    string `json:"stage"`
+	Mean     Spread `json:"mean_us"`
 }
 
 // ClosedRow is one target's maximum throughput.
@@ -199,6 +210,26 @@ func summarize(runs []*RunResult, order []string, o Options) *Summary {
 		}
 		s.Memory = append(s.Memory, row)
 	}
+	for _, name := range order {
+		var keys []StageTime // the stages in report order, from the first run that has them
+		for _, r := range runs {
+			if t := r.Targets[name]; t != nil && len(t.Stages) > len(keys) {
+				keys = t.Stages
+			}
+		}
+		for _, k := range keys {
+			row := StageRow{Target: name, Exchange: k.Exchange, Stage: k.Stage}
+			row.Mean = over(name, func(_ *RunResult, t *TargetRun) float64 {
+				for _, st := range t.Stages {
+					if st.Exchange == k.Exchange && st.Stage == k.Stage {
+						return st.MeanUs
+					}
+				}
+				return math.NaN()
+			})
+			s.Stages = append(s.Stages, row)
+		}
+	}
 	return s
 }
 
@@ -329,6 +360,14 @@ func (r *Report) runsMarkdown(p func(string, ...any)) {
 			p("\n")
 		}
 	}
+	if len(s.Stages) > 0 && len(o.Rates) > 0 {
+		p("\n## Time per check at %d RPS (the sidecars' iatp_stage_seconds: mean µs per run of the check)\n\n", o.Rates[0])
+		p("`forward` includes the agent's (or the next sidecar's) round trip and the answer; the rest is the sidecar's own work.\n\n")
+		p("| target | exchange | check | mean µs |\n|---|---|---|---|\n")
+		for _, row := range s.Stages {
+			p("| %s | %s | %s | %s |\n", row.Target, row.Exchange, row.Stage, spread(row.Mean, fmtStageUs))
+		}
+	}
 	p("\n## Memory (RSS, MiB; nginx: master and workers)\n\n")
 	after := "after N requests"
 	if o.RSSRequests > 0 {
@@ -409,7 +448,15 @@ func added(target string, s Spread) string {
 	return spread(s, func(v float64) string { return fmt.Sprintf("%+.0f", v) })
 }
 
-func fmtUs(v float64) string    { return fmt.Sprintf("%.0f", v) }
+func fmtUs(v float64) string { return fmt.Sprintf("%.0f", v) }
+
+// fmtStageUs shows a check's time with one decimal below 10 µs.
+func fmtStageUs(v float64) string {
+	if v < 10 {
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
 func fmtRatio(v float64) string { return fmt.Sprintf("%.2f", v) }
 func fmtMiB(v float64) string   { return fmt.Sprintf("%.1f", v) }
 func fmtRPS(v float64) string {

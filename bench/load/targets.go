@@ -85,6 +85,9 @@ type instance struct {
 	proxy string
 	// pids returns the processes whose CPU time and RSS are the target's.
 	pids func() []int
+	// metrics are the Prometheus endpoints of the target's sidecars, read
+	// for the time per check; none for the targets that are not iatp.
+	metrics []string
 	// children are stopped at the end of the run, in reverse order.
 	children []*child
 }
