@@ -5,7 +5,7 @@
 // egress proxy runs, from package pipeline.
 //
 //	c, err := client.New(client.Config{AgentID: "planner", Key: key, ...})
-//	httpClient := &http.Client{Transport: c.Transport(nil)}
+//	httpClient := &http.Client{Transport: c.Transport()}
 //
 // Discover and Evaluate expose the first two phases alone, for tools such
 // as `iatp handshake`.
@@ -209,16 +209,26 @@ func Origin(rawURL string) (string, error) {
 // A target that cannot be reached or verified is returned as unknown, not
 // as an error; the error is for a URL that names no target.
 func (d *Discoverer) Discover(ctx context.Context, rawURL string) (*Target, error) {
+	now := d.cfg.Clock()
+	// The egress pipeline passes an origin already: a fresh hit needs no
+	// parse (the warm decision's cost).
+	if t, ok := d.cache.Get(rawURL); ok && now.Before(t.Expires) {
+		return t, nil
+	}
 	origin, err := Origin(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	now := d.cfg.Clock()
 	prev, ok := d.cache.Get(origin)
 	if ok && now.Before(prev.Expires) {
 		return prev, nil
 	}
 	v, _, _ := d.flight.Do(origin, func() (any, error) {
+		// A caller that missed the cache just as the previous flight
+		// ended finds that flight's target here, and does not fetch again.
+		if t, ok := d.cache.Get(origin); ok && now.Before(t.Expires) {
+			return t, nil
+		}
 		// One fetch for every caller: it must not end with the first
 		// caller's context.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.FetchTimeout)
@@ -263,12 +273,15 @@ func (d *Discoverer) fetch(ctx context.Context, origin string, prev *Target) *Ta
 		return d.unknown(origin, "unreachable: "+ManifestPath+" answered "+strconv.Itoa(resp.StatusCode), now)
 	}
 	doc, err := readBounded(resp.Body, manifest.MaxSize)
-	if err != nil {
+	switch {
+	case errors.Is(err, wire.ErrTooLarge):
+		return d.unknown(origin, "invalid manifest: "+err.Error(), now)
+	case err != nil:
 		return d.unknown(origin, "unreachable: reading the manifest: "+err.Error(), now)
 	}
 	m, err := manifest.Parse(doc)
 	if err != nil {
-		return d.unknown(origin, "invalid manifest: "+clip(err.Error()), now)
+		return d.unknown(origin, "invalid manifest: "+clip(strings.TrimPrefix(err.Error(), "invalid manifest: ")), now)
 	}
 	t := &Target{Origin: origin, Manifest: m, Claimed: m.TrustLevel, Fetched: now, etag: resp.Header.Get("ETag")}
 	t.Expires = now.Add(d.ttl(resp.Header))
@@ -276,19 +289,20 @@ func (d *Discoverer) fetch(ctx context.Context, origin string, prev *Target) *Ta
 	if attErr != nil {
 		t.Problems = append(t.Problems, "attestation: "+attErr.Error())
 	}
+	t.Proof = identity.ProveManifest(identity.ProofInput{AgentID: m.AgentID(), VerificationKey: m.Identity.VerificationKey,
+		Document: doc, Attestation: att}, identity.ProofConfig{Attestations: d.validator, PinnedKeys: d.cfg.PinnedKeys,
+		MaxAttestationAge: d.cfg.MaxAttestationAge}, now)
 	// A signature that does not verify even under the key the manifest
 	// itself names was broken in transit or forged: the manifest is not
-	// the target's.
-	if len(m.Signatures) > 0 && m.Identity.VerificationKey != "" {
+	// the target's. (SignedByKnownKey means it verified under that key.)
+	if len(m.Signatures) > 0 && m.Identity.VerificationKey != "" && !t.Proof.SignedByKnownKey {
 		if pub, err := identity.ParsePublicKey(m.Identity.VerificationKey); err == nil {
 			if _, err := identity.VerifyManifestKey(doc, pub); err != nil {
+				t.Proof = identity.ManifestProof{} // nothing about a forged document is proven
 				return d.invalid(t, "invalid manifest: its signature does not verify under its own verification_key ("+clip(err.Error())+")", now)
 			}
 		}
 	}
-	t.Proof = identity.ProveManifest(identity.ProofInput{AgentID: m.AgentID(), VerificationKey: m.Identity.VerificationKey,
-		Document: doc, Attestation: att}, identity.ProofConfig{Attestations: d.validator, PinnedKeys: d.cfg.PinnedKeys,
-		MaxAttestationAge: d.cfg.MaxAttestationAge}, now)
 	switch {
 	case t.Proof.Attested:
 		t.Proven = "attested"
@@ -372,8 +386,10 @@ func (d *Discoverer) invalid(t *Target, why string, now time.Time) *Target {
 }
 
 // ttl reads Cache-Control: no-store or no-cache revalidate every time,
-// max-age is used up to MaxTTL, else the configured TTL.
+// wherever they stand among the directives; max-age is used up to MaxTTL,
+// else the configured TTL.
 func (d *Discoverer) ttl(h http.Header) time.Duration {
+	ttl := d.cfg.TTL
 	for part := range strings.SplitSeq(h.Get("Cache-Control"), ",") {
 		part = strings.ToLower(strings.TrimSpace(part))
 		switch {
@@ -381,11 +397,11 @@ func (d *Discoverer) ttl(h http.Header) time.Duration {
 			return 0
 		case strings.HasPrefix(part, "max-age="):
 			if n, err := strconv.Atoi(strings.TrimPrefix(part, "max-age=")); err == nil && n >= 0 {
-				return min(time.Duration(n)*time.Second, MaxTTL)
+				ttl = min(time.Duration(n)*time.Second, MaxTTL)
 			}
 		}
 	}
-	return d.cfg.TTL
+	return ttl
 }
 
 func describeFetchError(err error, timeout time.Duration) string {

@@ -13,11 +13,14 @@ func (d *detector) examine(s []byte, from, limit int) int {
 	for e < n && props[s[e]]&fToken != 0 {
 		e++
 	}
-	// Every finding but an email starts with at least four token bytes:
-	// three digits of an SSN inside an 11-byte token, a card's first group
-	// of four, a 10-byte prefixed secret, a 32-byte token. An email shows
-	// its '@'.
-	if (e-from < 4 && noAt(s[from:min(e+1, n)])) || (e-from == 36 && isUUID(s[from:e]) && (e == n || s[e] != '@')) ||
+	// Every finding but an email, a card or an SSN starts with at least ten
+	// token bytes (a 10-byte prefixed secret, a 32-byte token, a PEM line
+	// of dashes and letters). A card or an SSN whose first group is a token
+	// shorter than four bytes goes on after it, through a separator outside
+	// the token alphabet (a space, a dot, a Unicode dash) and a digit. An
+	// email shows its '@'.
+	if (e-from < 4 && noAt(s[from:min(e+1, n)]) && !groupGoesOn(s, from, e)) ||
+		(e-from == 36 && isUUID(s[from:e]) && (e == n || s[e] != '@')) ||
 		(e-from <= quietMax && d.quiet(s, from, e)) {
 		e = min(e+1, n)
 		d.tokStart = e
@@ -39,7 +42,7 @@ const (
 	qToken  = 16 // the token alphabet [A-Za-z0-9+/=_-]
 	qTrig   = 24 // a letter that may start a prefixed secret: A e g s x
 	qDash   = 32 // '-'
-	qSep    = 40 // a card group separator: ' ' or '-'
+	qSep    = 40 // a group separator of cards and SSNs: ' ' - . _ / uDash
 	qAt     = 48 // '@'
 	qNotHex = 56 // a token byte outside [0-9a-f-]
 )
@@ -58,7 +61,7 @@ var qTab = func() (t [256]uint64) {
 		set(qToken, f&fToken != 0)
 		set(qTrig, f&fTrig != 0)
 		set(qDash, b == '-')
-		set(qSep, b == ' ' || b == '-')
+		set(qSep, sepClass[b] != 0)
 		set(qAt, b == '@')
 		set(qNotHex, f&fToken != 0 && !(b >= '0' && b <= '9' || b >= 'a' && b <= 'f' || b == '-'))
 	}
@@ -66,13 +69,16 @@ var qTab = func() (t [256]uint64) {
 }()
 
 // quiet reports whether step, run over s[from:e] and the byte at s[e] (which
-// ends a token), would find nothing. It looks at a 64-byte window through
-// bit masks, so that ids, dates and UUIDs cost no byte-by-byte stepping:
-// only the few places where a finding could start (a word starting with a
-// trigger letter, five dashes, the digit patterns of an SSN or a card, a
-// long token) are checked, with the same functions step uses.
+// ends a token), would find nothing. It looks at a window of at most 64
+// bytes through bit masks, so that ids, dates and UUIDs cost no
+// byte-by-byte stepping: only the few places where a finding could start (a
+// word starting with a trigger letter, five dashes, the digit patterns of
+// an SSN or a card, a long token) are checked, with the same functions step
+// uses.
 func (d *detector) quiet(s []byte, from, e int) bool {
-	w := s[from:min(len(s), e+9)] // the span, the byte ending it, and 8 more
+	// The span, the byte ending it, and at least 8 more (an SSN's), up to a
+	// whole number of chunks.
+	w := s[from:min(len(s), from+(e-from+9+7)&^7)]
 	var digit, letter, token, trig, dash, sep, at, notHex uint64
 	for o := 0; o < len(w); o += 8 {
 		var acc uint64
@@ -115,22 +121,34 @@ func (d *detector) quiet(s []byte, from, e int) bool {
 			return false
 		}
 	}
-	// Digit runs, by the bit of their last digit: exactly three digits not
-	// glued to a letter and followed by -dd-dddd (an SSN), exactly four not
-	// glued to a letter and
-	// followed by a separator and three digits (a grouped card), or 13 or
-	// more (a card). (In Go, & and shifts bind alike: hence the brackets.)
+	// An SSN, by the bit of its first group's last digit: exactly three
+	// digits not glued to a letter, then a separator, two digits, a
+	// separator, four digits. (In Go, & and shifts bind alike: hence the
+	// brackets.)
 	end := digit &^ (digit >> 1)
 	d3 := digit & (digit << 1) & (digit << 2)
-	ssn := end & d3 &^ (digit << 3) &^ (letter << 3) & (dash >> 1) & (digit >> 2) & (digit >> 3) & (dash >> 4) &
+	ssn := end & d3 &^ (digit << 3) &^ (letter << 3) & (sep >> 1) & (digit >> 2) & (digit >> 3) & (sep >> 4) &
 		(digit >> 5) & (digit >> 6) & (digit >> 7) & (digit >> 8)
-	d4 := d3 & (digit << 3)
-	group := end & d4 &^ (digit << 4) &^ (letter << 4) & (sep >> 1) &
-		(digit >> 2) & (digit >> 3) & (digit >> 4)
-	d8 := d4 & (d4 << 4)
-	long := end & d8 & (d4 << 8) & (digit << 12)
-	if (ssn|group|long)&span != 0 {
+	if ssn&span != 0 {
 		return false
+	}
+	// A card is at least 13 bytes of digits and separators from a digit:
+	// mark the digits that start 13 such bytes.
+	ds := digit | sep
+	r2 := ds & (ds >> 1)
+	r4 := r2 & (r2 >> 2)
+	r8 := r4 & (r4 >> 4)
+	if r8&(r8>>5)&digit&span != 0 {
+		return false
+	}
+	// The window may cut such a run short: a digit in the span whose run
+	// of digits and separators reaches the end of a window that is not the
+	// end of s may start a card.
+	if last := len(w) - 1; from+len(w) < len(s) && ds>>last&1 != 0 {
+		runStart := bits.Len64(^ds & (uint64(1)<<last - 1)) // after the last byte that is neither
+		if digit&span>>runStart != 0 {
+			return false
+		}
 	}
 	// Tokens of 32 bytes or more, by the bit of their last byte, unless
 	// they are lowercase hex (UUIDs, digests), which never reaches 4.5 bits.
@@ -149,6 +167,12 @@ func (d *detector) quiet(s []byte, from, e int) bool {
 	return true
 }
 
+// groupGoesOn reports whether the token s[from:e] ends with a digit and is
+// followed by a group separator and a digit.
+func groupGoesOn(s []byte, from, e int) bool {
+	return e > from && e+1 < len(s) && isDigit(s[e-1]) && sepClass[s[e]] != 0 && isDigit(s[e+1])
+}
+
 // noAt reports whether b, a few bytes, holds no '@'.
 func noAt(b []byte) bool {
 	for _, c := range b {
@@ -160,20 +184,32 @@ func noAt(b []byte) bool {
 }
 
 // isUUID reports whether b is a UUID in its usual form, 8-4-4-4-12 hex
-// digits of one case. No finding fits in one: its digit runs are not shaped
-// like an SSN or a card, no group starts like a prefixed secret, and 17
-// distinct characters carry at most 4.1 bits each.
+// digits of one case. No finding fits in one: no card starts in a UUID (see
+// inUUID), its digit runs are not shaped like an SSN, no group starts like a
+// prefixed secret, and 17 distinct characters carry at most 4.1 bits each.
 func isUUID(b []byte) bool {
+	seen := uuidClasses(b)
+	return seen&hexOther == 0 && seen&(hexLower|hexUpper) != hexLower|hexUpper
+}
+
+// uuidShape reports whether b is 8-4-4-4-12 hex digits separated by dashes.
+func uuidShape(b []byte) bool {
+	return uuidClasses(b)&hexOther == 0
+}
+
+// uuidClasses returns the hexClass bits of the bytes of b but for the
+// dashes of a UUID, or hexOther when b is not 36 bytes with those dashes.
+func uuidClasses(b []byte) uint8 {
 	if len(b) != 36 || b[8] != '-' || b[13] != '-' || b[18] != '-' || b[23] != '-' {
-		return false
+		return hexOther
 	}
 	var seen uint8
-	for k, c := range b {
-		if k != 8 && k != 13 && k != 18 && k != 23 {
+	for _, g := range [...][]byte{b[:8], b[9:13], b[14:18], b[19:23], b[24:]} {
+		for _, c := range g {
 			seen |= hexClass[c]
 		}
 	}
-	return seen&hexOther == 0 && seen&(hexLower|hexUpper) != hexLower|hexUpper
+	return seen
 }
 
 // Classes of hexClass.

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"regexp"
@@ -113,12 +114,17 @@ func request1K() []byte {
 var (
 	benchOnce            sync.Once
 	benchMixed, benchDig []byte
+	benchUnicode         []byte
 )
 
 func benchData() ([]byte, []byte) {
 	benchOnce.Do(func() {
 		benchMixed = mixedRecords(1 << 20)
 		benchDig = digitRecords(1 << 20)
+		// One name in ten ("Müller") with a no-break space and a
+		// full-width digit: those strings, and a text holding them,
+		// take the normalising path.
+		benchUnicode = bytes.ReplaceAll(benchMixed, []byte("Müller"), []byte("M\u00fcller\u00a0３"))
 	})
 	return benchMixed, benchDig
 }
@@ -166,6 +172,24 @@ func BenchmarkDetect(b *testing.B) {
 func BenchmarkDetectDigits(b *testing.B) {
 	_, dig := benchData()
 	benchScan(b, dig)
+}
+
+// BenchmarkDetectUnicode is ScanJSON over the mixed records with a
+// no-break space and a full-width digit in one name in ten.
+func BenchmarkDetectUnicode(b *testing.B) {
+	benchData()
+	benchScan(b, benchUnicode)
+}
+
+// BenchmarkScanTextUnicode is ScanText over the same: the whole text is
+// normalised.
+func BenchmarkScanTextUnicode(b *testing.B) {
+	benchData()
+	m := startCPU(b, len(benchUnicode))
+	for b.Loop() {
+		ScanText(benchUnicode)
+	}
+	m.stop()
 }
 
 // BenchmarkScanText runs the detectors alone over the same 1 MiB, as text.

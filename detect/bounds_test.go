@@ -50,6 +50,13 @@ func adversarial() map[string][]byte {
 		"jwt payload runs":  append([]byte("eyJhbGciOiJI."), rep("eyJhbGciOi_")...),
 		"prefixes":          rep("sk-ghp_xoxb-AKIA"),
 		"alternating words": rep("a1 "),
+		"one-digit groups":  rep("4 "),
+		"dot groups":        rep("45.3"),
+		"nbsp groups":       rep("4532\u00a0"),
+		"unicode dashes":    rep("1–"),
+		"full-width digits": rep("４"),
+		"uuid-like digits":  rep("45320151-1283-0366-0000-123456789012 "),
+		"ssn-like spaces":   rep("123 45 "),
 	}
 }
 
@@ -112,6 +119,31 @@ func TestConcurrentUse(t *testing.T) {
 	for g := 0; g < 8; g++ {
 		if err := <-done; err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// TestNoAllocs checks that scanning and scrubbing allocate nothing once
+// the pools are warm, Unicode input included (texts up to 64 KiB).
+func TestNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
+	req := request1K()
+	uni := []byte(`{"card": "４５３２ ０１５１ １２８３ ０３６６", "ssn": "123\u201345\u20136789", "n": 4.532015112830366e15, "k\u00a0": "\u0034"}`)
+	text := []byte("card 4532\u00a00151\u00a01283\u00a00366 for ｊｏｈｎ＠ｅｘａｍｐｌｅ．ｃｏｍ, ssn 123 45 6789")
+	dst := make([]byte, 0, 4096)
+	for name, f := range map[string]func(){
+		"ScanJSON":          func() { ScanJSON(req, Options{}) },
+		"ScrubJSON":         func() { ScrubJSON(dst[:0], req, Options{}) },
+		"ParseJSON":         func() { ParseJSON(dst[:0], req, Options{}) },
+		"ScanJSON unicode":  func() { ScanJSON(uni, Options{}) },
+		"ScrubJSON unicode": func() { ScrubJSON(dst[:0], uni, Options{}) },
+		"ScanText unicode":  func() { ScanText(text) },
+		"ScrubText unicode": func() { ScrubText(dst[:0], text) },
+	} {
+		if n := testing.AllocsPerRun(100, f); n != 0 {
+			t.Errorf("%s: %v allocations per call", name, n)
 		}
 	}
 }

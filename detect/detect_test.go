@@ -3,8 +3,11 @@ package detect
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // Sample secrets used across the tests. None of them is a live credential.
@@ -63,7 +66,7 @@ var detectCases = []detectCase{
 	{"card last digit changed", "4532015112830367", 0, ""},
 	{"mixed separators", "4532-0151 1283-0366", 0, ""},
 	{"double space", "4532  0151  1283  0366", 0, ""},
-	{"first group of 3", "453 2015 1128 30366", 0, ""},
+	{"first group of 3", "453 2015 1128 30366", set(CreditCard), cc},
 	{"grouped glued left", "x4532 0151 1283 0366", 0, ""},
 	{"grouped glued right", "4532 0151 1283 0366x", 0, ""},
 	{"grouped last group too long", "4532 0151 1283 0366123", 0, ""},
@@ -154,6 +157,75 @@ var detectCases = []detectCase{
 	{"entropy cut by card", testEntropy + "-4532-0151-1283-0366", set(Secret, CreditCard), sec + cc},
 	{"all four", "a@b.co 123-45-6789 4532015112830366 " + testAWS, set(CreditCard, SSN, Email, Secret), em + " " + ssn + " " + cc + " " + sec},
 	{"non-ascii separates", "é4532015112830366é", set(CreditCard), "é" + cc + "é"},
+
+	// Cards in any grouping, with every separator of section 4.
+	{"card dots", "4532.0151.1283.0366", set(CreditCard), cc},
+	{"card underscores", "4532_0151_1283_0366", set(CreditCard), cc},
+	{"card slashes", "4532/0151/1283/0366", set(CreditCard), cc},
+	{"card single-digit groups", "4 5 3 2 0 1 5 1 1 2 8 3 0 3 6 6", set(CreditCard), cc},
+	{"card uneven groups", "45-3201511-28-30366", set(CreditCard), cc},
+	{"card 12 + 4", "453201511283 0366", set(CreditCard), cc},
+	{"amex 4-6-5 dots", "3782.822463.10005", set(CreditCard), cc},
+	{"card no-break spaces", "4532\u00a00151\u00a01283\u00a00366", set(CreditCard), cc},
+	{"card narrow no-break spaces", "4532\u202f0151\u202f1283\u202f0366", set(CreditCard), cc},
+	{"card figure spaces", "4532\u20070151\u20071283\u20070366", set(CreditCard), cc},
+	{"card ideographic spaces", "4532\u30000151\u30001283\u30000366", set(CreditCard), cc},
+	{"card spaces and no-break spaces", "4532 0151\u00a01283 0366", set(CreditCard), cc},
+	{"card hyphens", "4532\u20100151\u20101283\u20100366", set(CreditCard), cc},
+	{"card non-breaking hyphens", "4532\u20110151\u20111283\u20110366", set(CreditCard), cc},
+	{"card figure dashes", "4532\u20120151\u20121283\u20120366", set(CreditCard), cc},
+	{"card en dashes", "4532–0151–1283–0366", set(CreditCard), cc},
+	{"card em dashes", "4532—0151—1283—0366", set(CreditCard), cc},
+	{"card horizontal bars", "4532\u20150151\u20151283\u20150366", set(CreditCard), cc},
+	{"card minus signs", "4532−0151−1283−0366", set(CreditCard), cc},
+	{"card small em dashes", "4532﹘0151﹘1283﹘0366", set(CreditCard), cc},
+	{"card small hyphen-minus", "4532﹣0151﹣1283﹣0366", set(CreditCard), cc},
+	{"card full-width hyphen-minus", "4532－0151－1283－0366", set(CreditCard), cc},
+	{"card hyphen and en dash", "4532-0151–1283-0366", set(CreditCard), cc},
+	{"card dash then space", "4532-0151 1283 0366", 0, ""},
+	{"card dot then slash", "4532.0151/1283.0366", 0, ""},
+	{"card two no-break spaces", "4532\u00a0\u00a00151 1283 0366", 0, ""},
+	{"card soft hyphen is no separator", "4532\u00ad0151\u00ad1283\u00ad0366", 0, ""},
+	{"card full-width digits", "４５３２０１５１１２８３０３６６", set(CreditCard), cc},
+	{"card full-width digits grouped", "pay ４５３２ ０１５１ １２８３ ０３６６ now", set(CreditCard), "pay " + cc + " now"},
+	{"card arabic-indic digits", "٤٥٣٢٠١٥١١٢٨٣٠٣٦٦", set(CreditCard), cc},
+	{"card extended arabic-indic digits", "۴۵۳۲۰۱۵۱۱۲۸۳۰۳۶۶", set(CreditCard), cc},
+	{"card devanagari digits", "४५३२ ०१५१ १२८३ ०३६६", set(CreditCard), cc},
+	{"card mathematical digits", "𝟒𝟓𝟑𝟐𝟎𝟏𝟓𝟏𝟏𝟐𝟖𝟑𝟎𝟑𝟔𝟔", set(CreditCard), cc},
+	{"card mixed scripts of digits", "45３２٠١5१1283०३66", set(CreditCard), cc},
+	{"card full-width digits failing luhn", "４５３２０１５１１２８３０３６７", 0, ""},
+	{"card glued to a full-width letter", "ｘ４５３２０１５１１２８３０３６６", 0, ""},
+	{"card glued to a unicode digit", "٣4532015112830366", 0, ""},
+	{"card between unicode letters", "é4532 0151 1283 0366中", set(CreditCard), "é" + cc + "中"},
+	{"card in a uuid", "45320151-1283-0366-0000-123456789012", 0, ""},
+	{"card in an uppercase uuid", "ABCDEF01-4532-0151-1283-036600000000", 0, ""},
+	{"card in uuid-like 40 bytes", "45320151-1283-0366-0000-1234567890123456", set(CreditCard), cc + "-0000-1234567890123456"},
+	{"card 13 digits of groups", "4222 2222 22222", set(CreditCard), cc},
+	{"card after a decimal", "1.4532015112830366", set(CreditCard), "1." + cc},
+	{"dates and times are no card", "2024-01-15 12:30:45 2024-01-16", 0, ""},
+	{"ip addresses are no card", "192.168.100.200 172.16.254.254", 0, ""},
+
+	// SSNs with every separator of section 4.
+	{"ssn spaces", "123 45 6789", set(SSN), ssn},
+	{"ssn en dashes", "123–45–6789", set(SSN), ssn},
+	{"ssn em dashes", "123—45—6789", set(SSN), ssn},
+	{"ssn minus signs", "123−45−6789", set(SSN), ssn},
+	{"ssn full-width hyphen-minus", "123－45－6789", set(SSN), ssn},
+	{"ssn hyphen and en dash", "123-45–6789", set(SSN), ssn},
+	{"ssn no-break spaces", "123\u00a045\u00a06789", set(SSN), ssn},
+	{"ssn full-width digits", "１２３－４５－６７８９", set(SSN), ssn},
+	{"ssn dash then space", "123-45 6789", 0, ""},
+	{"ssn space then dash", "123 45-6789", 0, ""},
+	{"ssn dots", "123.45.6789", 0, ""},
+	{"ssn slashes", "123/45/6789", 0, ""},
+	{"ssn spaces glued digit right", "123 45 67890", 0, ""},
+	{"ssn in sentence", "my ssn is 123 45 6789.", set(SSN), "my ssn is " + ssn + "."},
+
+	// NFKC for emails and secrets.
+	{"full-width email", "ｊｏｈｎ＠ｅｘａｍｐｌｅ．ｃｏｍ", set(Email), em},
+	{"email with a full-width at sign", "john＠example.com", set(Email), em},
+	{"full-width aws key", "ＡＫＩＡＩＯＳＦＯＤＮＮ７ＥＸＡＭＰＬＥ", set(Secret), sec},
+	{"email after an em dash", "write—john@example.com", set(Email), "write—" + em},
 }
 
 func TestScanScrubText(t *testing.T) {
@@ -190,8 +262,46 @@ func jsonString(s string) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
+// jsonEscaped encodes s as a JSON string with \u escapes: for every
+// non-ASCII character (surrogate pairs above U+FFFF) when all is false, for
+// every character when it is true; the redaction markers are kept as they
+// are, as scrubbing writes them.
+func jsonEscaped(s string, all bool) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for len(s) > 0 {
+		if marker := markerPrefix(s); marker != "" {
+			b.WriteString(marker)
+			s = s[len(marker):]
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s)
+		s = s[size:]
+		switch {
+		case r > 0xffff:
+			hi, lo := utf16.EncodeRune(r)
+			fmt.Fprintf(&b, `\u%04x\u%04x`, hi, lo)
+		case all || r >= utf8.RuneSelf || r < 0x20 || r == '"' || r == '\\':
+			fmt.Fprintf(&b, `\u%04X`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+func markerPrefix(s string) string {
+	for _, k := range allKinds {
+		if strings.HasPrefix(s, k.Redaction()) {
+			return k.Redaction()
+		}
+	}
+	return ""
+}
+
 // TestScanScrubJSONStrings runs every text case inside a JSON string value
-// and inside a key.
+// and inside a key, as it is and escaped.
 func TestScanScrubJSONStrings(t *testing.T) {
 	for _, tc := range detectCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -199,17 +309,24 @@ func TestScanScrubJSONStrings(t *testing.T) {
 			if want == "" {
 				want = tc.in
 			}
-			in, out := jsonString(tc.in), jsonString(want)
-			for _, shape := range []string{`{"v": %s}`, `{%s: true}`, `[1, {"a": [%s]}]`, `%s`} {
-				doc := strings.Replace(shape, "%s", in, 1)
-				wantDoc := strings.Replace(shape, "%s", out, 1)
-				got, err := ScanJSON([]byte(doc), Options{})
-				if err != nil || got != tc.want {
-					t.Errorf("ScanJSON(%s) = %v, %v; want %v", doc, got, err, tc.want)
-				}
-				scrubbed, got, err := ScrubJSON(nil, []byte(doc), Options{})
-				if err != nil || got != tc.want || string(scrubbed) != wantDoc {
-					t.Errorf("ScrubJSON(%s) = %s, %v, %v; want %s, %v", doc, scrubbed, got, err, wantDoc, tc.want)
+			forms := [][2]string{
+				{jsonString(tc.in), jsonString(want)},
+				{jsonEscaped(tc.in, false), jsonEscaped(want, false)}, // non-ASCII escaped
+				{jsonEscaped(tc.in, true), jsonEscaped(want, true)},   // everything escaped
+			}
+			for _, form := range forms {
+				in, out := form[0], form[1]
+				for _, shape := range []string{`{"v": %s}`, `{%s: true}`, `[1, {"a": [%s]}]`, `%s`, `{%s: %s}`} {
+					doc := strings.ReplaceAll(shape, "%s", in)
+					wantDoc := strings.ReplaceAll(shape, "%s", out)
+					got, err := ScanJSON([]byte(doc), Options{})
+					if err != nil || got != tc.want {
+						t.Errorf("ScanJSON(%s) = %v, %v; want %v", doc, got, err, tc.want)
+					}
+					scrubbed, got, err := ScrubJSON(nil, []byte(doc), Options{})
+					if err != nil || got != tc.want || string(scrubbed) != wantDoc {
+						t.Errorf("ScrubJSON(%s) = %s, %v, %v; want %s, %v", doc, scrubbed, got, err, wantDoc, tc.want)
+					}
 				}
 			}
 		})
@@ -228,13 +345,41 @@ func TestScrubJSONSpecific(t *testing.T) {
 	}{
 		{"card number", `{"n": 4532015112830366}`, set(CreditCard), `{"n": "` + cc + `"}`},
 		{"negative card number", `[-4532015112830366]`, set(CreditCard), `["` + cc + `"]`},
-		{"card number with fraction", `[4532015112830366.5]`, set(CreditCard), `["` + cc + `"]`},
-		{"card number with exponent", `[4532015112830366e2,1]`, set(CreditCard), `["` + cc + `",1]`},
+		{"card number with fraction", `[4532015112830366.5]`, 0, ""},
+		{"card number times 100", `[4532015112830366e2,1]`, set(CreditCard), `["` + cc + `",1]`},
+		{"card number times 10", `[4532015112830366e1]`, 0, ""}, // 45320151128303660 fails Luhn
+		{"card number as 4.5…e15", `[4.532015112830366e15]`, set(CreditCard), `["` + cc + `"]`},
+		{"card number as ….0", `[4532015112830366.0]`, set(CreditCard), `["` + cc + `"]`},
+		{"card number as ….000", `[4532015112830366.000]`, set(CreditCard), `["` + cc + `"]`},
+		{"card number as …0e-1", `[45320151128303660e-1]`, set(CreditCard), `["` + cc + `"]`},
+		{"card number as …E+0", `[4532015112830366E+0]`, set(CreditCard), `["` + cc + `"]`},
+		{"card number as …e-0", `[4532015112830366e-0]`, set(CreditCard), `["` + cc + `"]`},
+		{"card number as 0.000…e19", `[0.0004532015112830366e19]`, set(CreditCard), `["` + cc + `"]`},
+		{"card number as …00e-2", `[453201511283036600E-2]`, set(CreditCard), `["` + cc + `"]`},
+		{"negative card number with exponent", `[-4.532015112830366E+15]`, set(CreditCard), `["` + cc + `"]`},
+		{"card digits not an integer", `[4.5320151128303665e15]`, 0, ""},
+		{"card digits over a power of ten", `[4532015112830366e-1]`, 0, ""},
+		{"amex as exponent", `{"n": 3.78282246310005e14}`, set(CreditCard), `{"n": "` + cc + `"}`},
+		{"short number with exponent is a card", `[2.6e15]`, set(CreditCard), `["` + cc + `"]`}, // 2600000000000000
+		{"short number with exponent, no card", `[2e15]`, 0, ""},
+		{"huge exponent", `[1e400, -1E+400, 4532015112830366e999999999999999999999]`, 0, ""},
+		{"tiny exponent", `[1e-999999, 4532015112830366e-99999999999999999999]`, 0, ""},
+		{"zero with huge exponent", `[0e999999999999, 0.000e-7]`, 0, ""},
+		{"long mantissa", `[` + strings.Repeat("9", 5000) + `e-4990]`, 0, ""},
+		{"long zeros then card", `[0.` + strings.Repeat("0", 5000) + `4532015112830366e5016]`, set(CreditCard), `["` + cc + `"]`},
 		{"card digits in fraction", `[0.4532015112830366]`, 0, ""},
 		{"number failing luhn", `[4532015112830367]`, 0, ""},
 		{"20-digit number", `[45320151128303660000]`, 0, ""},
 		{"top-level card number", ` 4532015112830366 `, set(CreditCard), ` "` + cc + `" `},
 		{"card key", `{"4532015112830366": 1}`, set(CreditCard), `{"` + cc + `": 1}`},
+		{"escaped card key", `{"\u0034\u0035\u0033\u0032 0151 1283 0366": 1}`, set(CreditCard), `{"` + cc + `": 1}`},
+		{"escaped full-width key", `{"\uff14\uff15\uff13\uff12\uff10\uff11\uff15\uff11\uff11\uff12\uff18\uff13\uff10\uff13\uff16\uff16": 1}`, set(CreditCard), `{"` + cc + `": 1}`},
+		{"escaped no-break spaces", `["4532\u00a00151\u00A01283\u00a00366"]`, set(CreditCard), `["` + cc + `"]`},
+		{"escaped en dashes in an ssn", `["123\u201345\u20136789"]`, set(SSN), `["` + ssn + `"]`},
+		{"escaped surrogate pair digits", `["\ud835\udfd2532015112830366"]`, set(CreditCard), `["` + cc + `"]`},
+		{"escape after a finding kept", `["4532015112830366\u00a0\u00e9 x"]`, set(CreditCard), `["` + cc + `\u00a0\u00e9 x"]`},
+		{"raw and escaped unicode around a finding", `["é\u00a0４５３２ ０１５１ １２８３ ０３６６\u2013x"]`, set(CreditCard), `["é\u00a0` + cc + `\u2013x"]`},
+		{"lone surrogate separates", `["\ud8004532015112830366\udc00"]`, set(CreditCard), `["\ud800` + cc + `\udc00"]`},
 		{"escaped first digit", `["\u0034532015112830366"]`, set(CreditCard), `["` + cc + `"]`},
 		{"escaped separator", `["4532\u002d0151-1283-0366"]`, set(CreditCard), `["` + cc + `"]`},
 		{"escaped at sign", `["john\u0040example.com"]`, set(Email), `["` + em + `"]`},

@@ -36,3 +36,24 @@ func ExampleScrubText() {
 	// Output:
 	// "data: card [CREDIT_CARD_REDACTED] for [EMAIL_REDACTED]\n\n" credit_card,email
 }
+
+func ExampleParseJSON() {
+	body := []byte(`{"task": "pay", "amount": 1.25e2, "card": "４５３２ ０１５１ １２８３ ０３６６", "n": 4.532015112830366e15}`)
+
+	parsed, err := detect.ParseJSON(nil, body, detect.Options{Value: true})
+	if err != nil {
+		fmt.Println("400:", err)
+		return
+	}
+	fmt.Println(parsed.Found)
+	fmt.Printf("%s\n", parsed.Scrubbed)
+
+	// The value for the policy, from the same pass.
+	v := parsed.Value.(map[string]any)
+	amount, _ := v["amount"].(detect.Number).Int64()
+	fmt.Println(v["task"], amount)
+	// Output:
+	// credit_card
+	// {"task": "pay", "amount": 1.25e2, "card": "[CREDIT_CARD_REDACTED]", "n": "[CREDIT_CARD_REDACTED]"}
+	// pay 125
+}

@@ -9,12 +9,16 @@ import (
 // Options.MaxDepth is not set.
 const DefaultMaxDepth = 256
 
-// Options tunes ScanJSON and ScrubJSON. The zero value is ready to use.
+// Options tunes ScanJSON, ScrubJSON and ParseJSON. The zero value is ready
+// to use.
 type Options struct {
 	// MaxDepth is the deepest nesting of arrays and objects accepted; a
 	// deeper document is refused with an error wrapping ErrTooDeep. If zero
 	// or negative, DefaultMaxDepth is used.
 	MaxDepth int
+	// Value makes ParseJSON decode the document into Parsed.Value. ScanJSON
+	// and ScrubJSON ignore it.
+	Value bool
 }
 
 // ScanJSON checks that doc is exactly one JSON value (RFC 8259; any value:
@@ -55,20 +59,32 @@ func ScrubJSON(dst, doc []byte, opt Options) ([]byte, Set, error) {
 }
 
 // parser validates one JSON document and feeds its strings and numbers to
-// the detector. Parsers are pooled so that the common path allocates nothing.
+// the detector, and builds the value tree when asked to. Parsers are pooled
+// so that the common path allocates nothing.
 type parser struct {
 	doc      []byte
 	maxDepth int
 	depth    int
 	objects  []uint64 // bit d is set when nesting level d is an object
-	buf      []byte   // decoded content of a string with escapes
+	buf      []byte   // normalised content of a string being detected
 	det      detector
+
+	// The value tree (ParseJSON with Options.Value).
+	tree    bool
+	text    string   // the document; the tree's strings and numbers are slices of it
+	stack   []member // the members of the open arrays and objects
+	frames  []frame  // the open arrays and objects
+	key     string   // the key of the member being parsed
+	root    any
+	strBuf  []byte // decoded content of a string with escapes
+	escaped bool   // the last string parsed has escapes (cleared by strValue)
 }
 
 // Bounds on what a pooled parser keeps between uses.
 const (
-	poolMaxBuf    = 64 << 10
-	poolMaxLevels = 64 // words of objects: 4096 levels
+	poolMaxBuf     = 64 << 10
+	poolMaxLevels  = 64 // words of objects: 4096 levels
+	poolMaxMembers = 4096
 )
 
 var parserPool = sync.Pool{New: func() any {
@@ -97,6 +113,22 @@ func (p *parser) reset() {
 	if cap(p.buf) > poolMaxBuf {
 		p.buf = make([]byte, 0, 1024)
 	}
+	if p.tree {
+		clear(p.stack[:cap(p.stack)])
+		clear(p.frames[:cap(p.frames)])
+		p.stack, p.frames = p.stack[:0], p.frames[:0]
+		if cap(p.stack) > poolMaxMembers {
+			p.stack = nil
+		}
+		if cap(p.frames) > poolMaxMembers {
+			p.frames = nil
+		}
+		if cap(p.strBuf) > poolMaxBuf {
+			p.strBuf = nil
+		}
+		p.tree, p.text, p.key, p.root = false, "", "", nil
+	}
+	p.escaped = false
 	if len(p.objects) > poolMaxLevels {
 		p.objects = make([]uint64, DefaultMaxDepth/64)
 	}
@@ -121,6 +153,9 @@ func (p *parser) open(i int, object bool) error {
 		p.objects[w] &^= 1 << b
 	}
 	p.depth++
+	if p.tree {
+		p.openValue()
+	}
 	return nil
 }
 
@@ -157,6 +192,9 @@ value:
 		}
 		if i = skipSpace(doc, i+1); i < n && doc[i] == '}' {
 			p.depth--
+			if p.tree {
+				p.closeValue(true)
+			}
 			i++
 			goto next
 		}
@@ -167,23 +205,38 @@ value:
 		}
 		if i = skipSpace(doc, i+1); i < n && doc[i] == ']' {
 			p.depth--
+			if p.tree {
+				p.closeValue(false)
+			}
 			i++
 			goto next
 		}
 		goto value
 	case '"':
-		i, err = p.str(i)
+		start := i
+		if i, err = p.str(i); err == nil && p.tree {
+			p.value(p.strValue(start, i))
+		}
 	case 't':
-		i, err = literal(doc, i, "true")
+		if i, err = literal(doc, i, "true"); p.tree {
+			p.value(true)
+		}
 	case 'f':
-		i, err = literal(doc, i, "false")
+		if i, err = literal(doc, i, "false"); p.tree {
+			p.value(false)
+		}
 	case 'n':
-		i, err = literal(doc, i, "null")
+		if i, err = literal(doc, i, "null"); p.tree {
+			p.value(nil)
+		}
 	default:
 		if c != '-' && !isDigit(c) {
 			return badChar(doc, i, "looking for beginning of value")
 		}
-		i, err = p.number(i)
+		start := i
+		if i, err = p.number(i); err == nil && p.tree {
+			p.value(Number(p.text[start:i]))
+		}
 	}
 	if err != nil {
 		return err
@@ -207,6 +260,9 @@ next:
 			goto key
 		case '}':
 			p.depth--
+			if p.tree {
+				p.closeValue(true)
+			}
 			i++
 			goto next
 		}
@@ -218,6 +274,9 @@ next:
 		goto value
 	case ']':
 		p.depth--
+		if p.tree {
+			p.closeValue(false)
+		}
 		i++
 		goto next
 	}
@@ -230,8 +289,14 @@ key:
 	if doc[i] != '"' {
 		return badChar(doc, i, "looking for beginning of object key string")
 	}
-	if i, err = p.str(i); err != nil {
-		return err
+	{
+		start := i
+		if i, err = p.str(i); err != nil {
+			return err
+		}
+		if p.tree {
+			p.key = p.strValue(start, i)
+		}
 	}
 	if i = skipSpace(doc, i); i >= n {
 		return unexpectedEOF(doc)
@@ -269,6 +334,7 @@ func (p *parser) number(i int) (int, error) {
 			return 0, badChar(doc, i, "in numeric literal")
 		}
 	}
+	intStart := i
 	if doc[i] == '0' {
 		i++
 	} else {
@@ -276,6 +342,7 @@ func (p *parser) number(i int) (int, error) {
 			i++
 		}
 	}
+	intEnd := i
 	if i < n && doc[i] == '.' {
 		if i++; i >= n {
 			return 0, unexpectedEOF(doc)
@@ -287,7 +354,9 @@ func (p *parser) number(i int) (int, error) {
 			i++
 		}
 	}
+	exp := false
 	if i < n && (doc[i] == 'e' || doc[i] == 'E') {
+		exp = true
 		if i++; i < n && (doc[i] == '+' || doc[i] == '-') {
 			i++
 		}
@@ -301,7 +370,9 @@ func (p *parser) number(i int) (int, error) {
 			i++
 		}
 	}
-	if i-start >= cardMinDigits && numberIsCard(doc[start:i]) {
+	// Without an exponent, a card has 13–19 digits before the point (and
+	// none but zeros after it); with one, its exact value decides.
+	if l := intEnd - intStart; (exp || (l >= cardMinDigits && l <= cardMaxDigits)) && numberIsCard(doc[start:i]) {
 		d := &p.det
 		d.set |= Set(CreditCard)
 		if d.scrub {

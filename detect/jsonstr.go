@@ -59,7 +59,7 @@ func (p *parser) str(i int) (int, error) {
 				if l := end - start; l >= minFinding && (l >= 11 || bytes.IndexByte(doc[start:end], '@') >= 0) {
 					d := &p.det
 					d.base = start
-					d.run(doc[start:end])
+					d.run(doc[start:end], false) // ASCII, nothing to check
 				}
 				return end + 1, nil
 			}
@@ -72,8 +72,11 @@ func (p *parser) str(i int) (int, error) {
 // the detectors over it, in one pass: eight bytes at a time, strTab tells
 // where the string may end and whether the detectors need to look (see
 // detector.run). The detectors work on the raw bytes until a backslash shows
-// that the string has escapes; then what they found in it is undone, and
-// once the string is validated they run again over its decoded content.
+// that the string has escapes, or a non-ASCII character that must be
+// normalised (a digit, a space, a dash…) shows up; then what they found in
+// it is undone, and once the string is validated they run again over its
+// decoded, normalised content. Other non-ASCII characters separate words,
+// as they would in the normalised content.
 func (p *parser) longStr(start int) (int, error) {
 	doc := p.doc
 	s := doc[start:] // the content, then the rest of the document
@@ -142,19 +145,17 @@ func (p *parser) longStr(start int) (int, error) {
 			}
 			return start + j + 1, nil
 		case c == '\\':
-			d.undo()
-			end, err := p.escapedStr(start + j)
-			if err != nil {
-				return 0, err
-			}
-			p.detectEscaped(start, end)
-			return end + 1, nil
+			p.escaped = true
+			return p.restStr(start, start+j)
 		case c < 0x20:
 			return 0, badChar(doc, start+j, "in string literal")
-		default: // not ASCII: a separator for the detectors
+		default: // not ASCII: a separator for the detectors, unless it must be normalised
 			r, size := utf8.DecodeRune(s[j:])
 			if r == utf8.RuneError && size <= 1 {
 				return 0, invalidUTF8(doc, start+j, "in string literal")
+			}
+			if normRune(r) != uOther {
+				return p.restStr(start, start+j)
 			}
 			if j+size > done {
 				if j >= done && j-tok >= minTokenLen {
@@ -168,13 +169,29 @@ func (p *parser) longStr(start int) (int, error) {
 	}
 }
 
-// escapedStr validates the rest of a string from the backslash at doc[j] and
-// returns the index of its closing quote.
-func (p *parser) escapedStr(j int) (int, error) {
+// restStr is longStr's slow path, from doc[j] on, where the string whose
+// content starts at doc[start] turned out to need decoding: it undoes what
+// the detectors found in the raw bytes, validates the rest of the string and
+// runs the detectors over its normalised content. It returns the index
+// after the closing quote.
+func (p *parser) restStr(start, j int) (int, error) {
+	p.det.undo()
+	end, err := p.scanStr(j)
+	if err != nil {
+		return 0, err
+	}
+	p.detectDecoded(start, end)
+	return end + 1, nil
+}
+
+// scanStr validates the rest of a string from doc[j], a backslash or the
+// start of a character, and returns the index of its closing quote.
+func (p *parser) scanStr(j int) (int, error) {
 	doc := p.doc
 	n := len(doc)
 	for {
 		if j < n && doc[j] == '\\' {
+			p.escaped = true
 			e, err := escapeEnd(doc, j)
 			if err != nil {
 				return 0, err
@@ -247,52 +264,13 @@ func unhex(c byte) int {
 	return -1
 }
 
-// detectEscaped runs the detectors over the decoded content of the valid
-// string doc[start:end], which has escapes.
-func (p *parser) detectEscaped(start, end int) {
+// detectDecoded runs the detectors over the normalised content of the
+// valid string doc[start:end].
+func (p *parser) detectDecoded(start, end int) {
 	raw := p.doc[start:end]
-	p.buf = decode(p.buf[:0], raw)
+	p.buf = normJSON(p.buf[:0], raw)
 	d := &p.det
-	d.base, d.raw = start, raw
-	d.run(p.buf)
+	d.base, d.raw, d.rawJSON = start, raw, true
+	d.run(p.buf, false)
 	d.raw = nil
-}
-
-// decode appends the content of raw, a valid string body with escapes, to
-// buf, one byte per character unit so that offsets map back to raw: a \u
-// escape above U+007F decodes to the single byte 0x80, which, like every
-// other non-ASCII byte, no detector accepts.
-func decode(buf, raw []byte) []byte {
-	for len(raw) > 0 {
-		k := bytes.IndexByte(raw, '\\')
-		if k < 0 {
-			return append(buf, raw...)
-		}
-		buf = append(buf, raw[:k]...)
-		raw = raw[k:]
-		c := raw[1]
-		switch c {
-		case 'u':
-			r := unhex(raw[2])<<12 | unhex(raw[3])<<8 | unhex(raw[4])<<4 | unhex(raw[5])
-			if r >= utf8.RuneSelf {
-				r = utf8.RuneSelf
-			}
-			buf = append(buf, byte(r))
-			raw = raw[6:]
-			continue
-		case 'b':
-			c = '\b'
-		case 'f':
-			c = '\f'
-		case 'n':
-			c = '\n'
-		case 'r':
-			c = '\r'
-		case 't':
-			c = '\t'
-		}
-		buf = append(buf, c)
-		raw = raw[2:]
-	}
-	return buf
 }

@@ -1,6 +1,10 @@
 package detect
 
-import "math/bits"
+import (
+	"encoding/binary"
+	"math/bits"
+	"unicode/utf8"
+)
 
 // Character property bits, for the detectors' inner loops.
 const (
@@ -84,30 +88,48 @@ type detector struct {
 	undoOut    int
 	undoCopied int
 
+	// onFound, when not nil, is told each finding's span in the content
+	// (the tests' reference maps spans back on its own).
+	onFound func(lo, hi int, k Kind)
+
 	// Scrubbing state; scrub is false when only scanning.
-	scrub  bool
-	out    []byte
-	src    []byte // the whole input being copied to out
-	copied int    // src[:copied] has been written to out
-	base   int    // offset in src of the content (or of its raw, escaped form)
-	raw    []byte // the escaped form of the content, when it was decoded
-	rawPos int    // walker over raw: raw[:rawPos] decodes to content[:decPos]
-	decPos int
+	scrub   bool
+	out     []byte
+	src     []byte // the whole input being copied to out
+	copied  int    // src[:copied] has been written to out
+	base    int    // offset in src of the content (or of its raw form)
+	raw     []byte // the content as it came, when what is scanned is its normalised form
+	rawJSON bool   // raw is the body of a JSON string, with escapes
+	rawPos  int    // walker over raw: raw[:rawPos] normalises to content[:decPos]
+	decPos  int
 }
 
-// run scans s, a whole text or the decoded content of a JSON string. When
-// scrubbing, s lies at d.base in d.src, escaped as d.raw when d.raw is not
-// nil.
+// run scans s: a whole text, the content of a JSON string without escapes,
+// or the normalised form of either. When scrubbing, s lies at d.base in
+// d.src, or stands for d.raw (at d.base) when d.raw is not nil.
 //
 // Most text holds nothing to find, so run looks at it eight bytes at a time
 // (fastChunk) and steps through it byte by byte (step) only where a finding
 // may start.
-func (d *detector) run(s []byte) {
+//
+// When raw is set, s is a text as it came, and run checks its non-ASCII
+// characters as it goes: if one must be normalised (see plainNonASCII), it
+// stops and returns false, and the caller scans the normalised text instead
+// and drops what this run found. Otherwise non-ASCII bytes separate words,
+// which is how the normalised text would read them.
+func (d *detector) run(s []byte, raw bool) bool {
 	d.lastEnd, d.tokStart, d.pemSearched, d.bounded, d.fresh = 0, 0, false, false, false
 	d.runs = [2]span{{-1, -1}, {-1, -1}}
 	d.rawPos, d.decPos = 0, 0
 	n := len(s)
 	tok := 0 // start of the token in progress
+	// When raw, the characters starting before chk were checked; so were
+	// those of the chunks without non-ASCII bytes, which nonASCII picks out.
+	chk := 0
+	nonASCII := uint32(0)
+	if raw {
+		nonASCII = 0xff << 16
+	}
 	for j := 0; j < n; {
 		var v uint32
 		w := 8
@@ -123,14 +145,30 @@ func (d *detector) run(s []byte) {
 				v |= chunkTab[c] << k
 			}
 		}
+		if v&nonASCII != 0 && chk < j+w {
+			if chk = plainNonASCII(s, max(chk, j), j+w); chk < 0 {
+				return false
+			}
+		}
 		if t := fastChunk(s, j, tok, uint8(v), uint8(v>>8)); t >= 0 {
 			tok = t
 			j += w
 			continue
 		}
-		j = d.examine(s, tok, j+w)
+		limit := j + w
+		j = d.examine(s, tok, limit)
 		tok = j
+		if nonASCII != 0 && j > limit && chk < j {
+			// examine moved past bytes the chunks did not see: usually a
+			// few ASCII bytes, which one word shows.
+			if j-limit > 8 || limit+8 > n || binary.LittleEndian.Uint64(s[limit:])&msb&(1<<(8*(j-limit))-1) != 0 {
+				if chk = plainNonASCII(s, max(chk, limit), j); chk < 0 {
+					return false
+				}
+			}
+		}
 	}
+	return true
 }
 
 // fastChunk looks at the eight bytes at s[j:] through two masks: t marks
@@ -161,8 +199,9 @@ func fastChunk(s []byte, j, tok int, t, a uint8) int {
 // a JWT's first segment (eyJ + at least 7).
 const attnToken = 10
 
-// chunkTab has bit 0 set for the token alphabet and bit 8 for the bytes that
-// call for the detectors: digits, '@', and the token alphabet's symbols.
+// chunkTab has bit 0 set for the token alphabet, bit 8 for the bytes that
+// call for the detectors (digits, '@', and the token alphabet's symbols) and
+// bit 16 for the bytes that are not ASCII.
 var chunkTab = func() (t [256]uint32) {
 	for c := 0; c < 256; c++ {
 		f := props[c]
@@ -171,6 +210,9 @@ var chunkTab = func() (t [256]uint32) {
 		}
 		if f&fDigit != 0 || c == '@' || f&(fToken|fAlnum) == fToken {
 			t[c] |= 1 << 8
+		}
+		if c >= utf8.RuneSelf {
+			t[c] |= 1 << 16
 		}
 	}
 	return t
@@ -264,6 +306,9 @@ func (d *detector) found(s []byte, ms, me int, k Kind) {
 		d.token(s, d.tokStart, ms)
 	}
 	d.set |= Set(k)
+	if d.onFound != nil {
+		d.onFound(ms, me, k)
+	}
 	if d.scrub {
 		d.emit(d.srcPos(ms), d.srcPos(me), k.Redaction(), "")
 	}
@@ -281,31 +326,36 @@ func (d *detector) emit(rs, re int, marker, quote string) {
 }
 
 // srcPos maps an offset in the content being scanned to an offset in d.src.
-// Offsets only grow within one content, so the walker over escapes moves
-// forward only.
+// Offsets only grow within one content, so the walker over the characters
+// of raw moves forward only.
 func (d *detector) srcPos(p int) int {
 	if d.raw == nil {
 		return d.base + p
 	}
 	for d.decPos < p {
-		if d.raw[d.rawPos] != '\\' {
-			d.rawPos++
-		} else if d.raw[d.rawPos+1] == 'u' {
-			d.rawPos += 6
+		var size int
+		if d.rawJSON {
+			_, size = jsonUnit(d.raw, d.rawPos)
 		} else {
-			d.rawPos += 2
+			_, size = textUnit(d.raw, d.rawPos)
 		}
+		d.rawPos += size
 		d.decPos++
 	}
 	return d.base + d.rawPos
 }
 
 // ScanText reports the kinds of sensitive data found in b, which may be any
-// bytes: a response body that is not JSON, server-sent events, a log line.
-// Invalid UTF-8 is tolerated; non-ASCII bytes separate words.
+// bytes: a path, a query value, a header, a response body that is not JSON,
+// server-sent events, a log line. Characters are read as described in the
+// package documentation (Unicode digits, spaces and dashes, NFKC); invalid
+// UTF-8 is tolerated and separates words.
 func ScanText(b []byte) Set {
 	var d detector
-	d.run(b)
+	if !d.run(b, true) {
+		d = detector{}
+		d.scanNormalised(b)
+	}
 	return d.set
 }
 
@@ -314,6 +364,9 @@ func ScanText(b []byte) Set {
 // invalid UTF-8 included, are copied unchanged. dst must not overlap b.
 func ScrubText(dst, b []byte) ([]byte, Set) {
 	d := detector{scrub: true, out: dst, src: b}
-	d.run(b)
+	if !d.run(b, true) {
+		d = detector{scrub: true, out: dst, src: b}
+		d.scanNormalised(b)
+	}
 	return append(d.out, b[d.copied:]...), d.set
 }

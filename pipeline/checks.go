@@ -68,10 +68,11 @@ type Route struct {
 // NewRoute returns the route to the agent at agentURL: POST /proxy goes to
 // agentURL exactly as written (the Python package's behaviour), POST
 // /proxy/a/b to agentURL's path + "/a/b", and the request's query is
-// appended to the agent URL's own.
+// appended to the agent URL's own. A fragment of agentURL is dropped: it
+// is never sent, and a query appended after it would be lost.
 func NewRoute(agentURL string) *Route {
+	agentURL, _, _ = strings.Cut(agentURL, "#")
 	base, query, _ := strings.Cut(agentURL, "?")
-	base, _, _ = strings.Cut(base, "#")
 	return &Route{agentURL: agentURL, base: strings.TrimSuffix(base, "/"), query: query}
 }
 
@@ -81,7 +82,7 @@ func (*Route) Name() string { return "route" }
 // Run checks the method and the path.
 func (r *Route) Run(_ context.Context, x *Exchange) *Refusal {
 	if x.Method != http.MethodPost {
-		ref := Refuse(http.StatusMethodNotAllowed, Method, "method "+clip(x.Method)+" not allowed: the protected call is POST /proxy")
+		ref := Refuse(http.StatusMethodNotAllowed, Method, "method "+safeMethod(x.Method)+" not allowed: the protected call is POST /proxy")
 		ref.Allow = http.MethodPost
 		return ref
 	}
@@ -174,10 +175,16 @@ func (c Identify) Run(_ context.Context, x *Exchange) *Refusal {
 		return nil
 	}
 	if c.Verifier == nil {
-		return Refuse(http.StatusUnauthorized, Unauthenticated, "request signature refused: this sidecar knows no caller keys (configure trusted_agents or control_plane_keys)")
+		// A signature this sidecar has no key to check proves nothing: the
+		// caller is unknown, exactly as if it had not signed (unless
+		// signed callers are required).
+		return c.unverifiable()
 	}
 	id, err := c.Verifier.VerifyAt(identity.Message{Method: x.Method, TargetURI: x.TargetURI,
 		Header: x.Header.exact, Body: x.Body}, c.Clock())
+	if errors.Is(err, identity.ErrUnknownKey) {
+		return c.unverifiable()
+	}
 	if err != nil {
 		r := Refuse(http.StatusUnauthorized, Unauthenticated, err.Error())
 		r.Kind = recorder.KindBlocked
@@ -192,6 +199,15 @@ func (c Identify) Run(_ context.Context, x *Exchange) *Refusal {
 		pc.Reputation = c.Reputation(id.AgentID)
 	}
 	x.Caller = pc
+	return nil
+}
+
+// unverifiable answers a signature by a key this sidecar does not know:
+// the caller counts as unknown; with Require, that is a 401.
+func (c Identify) unverifiable() *Refusal {
+	if c.Require {
+		return Refuse(http.StatusUnauthorized, Unauthenticated, "request signature refused: this sidecar does not know the signer's key (configure it in trusted_agents, or send a v2 attestation by a trusted control plane)")
+	}
 	return nil
 }
 

@@ -55,7 +55,10 @@ func (e EgressRoute) Run(_ context.Context, x *Exchange) *Refusal {
 	}
 	x.Path, x.RawQuery = path, u.RawQuery
 	x.Origin = u.Scheme + "://" + hostPort(u)
-	x.Upstream = x.Origin + path
+	// The request goes to, and its signature covers, the URL as the agent
+	// wrote it (no default port added): the callee rebuilds it from its
+	// Host header or its public URL.
+	x.Upstream = u.Scheme + "://" + strings.ToLower(u.Host) + path
 	if u.RawQuery != "" {
 		x.Upstream += "?" + u.RawQuery
 	}

@@ -1,8 +1,9 @@
 // Package pipeline is the one decision pipeline of iatp: a request becomes
 // an Exchange, whatever carried it (the fasthttp front, the net/http front,
 // an egress proxy or a typed pipe), and passes an ordered list of named
-// checks — route, headers, identify, limit, parse, detect, policy,
-// override, record, forward — that refuse it with a Refusal or let it go on.
+// checks — headers, route, body, identify, rate limit, parse, detect,
+// policy, override, record, forward at ingress (order.go has every list) —
+// that refuse it with a Refusal or let it go on.
 //
 // The order of the checks is the protocol's observable order (PROTOCOL §3,
 // §5) and lives in one file, order.go. Each check reads and writes typed

@@ -1,12 +1,14 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
+	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/iatp/iatp/detect"
@@ -98,26 +100,13 @@ func (Detect) Name() string { return "detect" }
 
 // Run scans x.
 func (Detect) Run(_ context.Context, x *Exchange) *Refusal {
-	path := x.Path
-	if dec, err := url.PathUnescape(path); err == nil {
-		path = dec
-	}
-	f := detect.ScanText(bytesOf(path))
-	x.found(f, "path")
-	x.RecordedPath = scrubString(path, f)
+	fm := detect.ScanText(bytesOf(x.Method))
+	x.found(fm, "method")
+	path, fp := scanPath(x.Path)
+	x.found(fp, "path")
+	x.RecordedPath = scrubString(path, fp)
 	if q := x.RawQuery; q != "" {
-		var fq detect.Set
-		view := q
-		if dec, err := url.PathUnescape(q); err == nil {
-			fq |= detect.ScanText(bytesOf(dec))
-			view = dec
-		}
-		if strings.IndexByte(q, '+') >= 0 {
-			if dec, err := url.QueryUnescape(q); err == nil {
-				fq |= detect.ScanText(bytesOf(dec))
-				view = dec
-			}
-		}
+		view, fq := scanQuery(q)
 		x.found(fq, "query")
 		x.RecordedQuery = scrubString(view, fq)
 	}
@@ -126,19 +115,76 @@ func (Detect) Run(_ context.Context, x *Exchange) *Refusal {
 	return nil
 }
 
+// scanPath percent-decodes a path (leniently) and scans it.
+func scanPath(p string) (string, detect.Set) {
+	dec := unescape(p, false)
+	return dec, detect.ScanText(bytesOf(dec))
+}
+
+// scanQuery scans a query percent-decoded and, when it holds '+',
+// form-decoded too; it returns the view to record.
+func scanQuery(q string) (string, detect.Set) {
+	view := unescape(q, false)
+	found := detect.ScanText(bytesOf(view))
+	if strings.IndexByte(q, '+') >= 0 {
+		view = unescape(q, true)
+		found |= detect.ScanText(bytesOf(view))
+	}
+	return view, found
+}
+
+// recordedRequest fills the path and query to record when no Detect check
+// ran (a refusal before it): decoded and scrubbed all the same.
+func (x *Exchange) recordedRequest() {
+	if x.RecordedPath == "" && x.Path != "" {
+		p, f := scanPath(x.Path)
+		x.RecordedPath = scrubString(p, f)
+	}
+	if x.RecordedQuery == "" && x.RawQuery != "" {
+		q, f := scanQuery(x.RawQuery)
+		x.RecordedQuery = scrubString(q, f)
+	}
+}
+
 func scanFields(x *Exchange, f Fields, where string) {
 	for _, h := range f {
 		if wire.IsCredential(h.Name) || wire.Same(h.Name, wire.ContentDigest) {
 			continue
 		}
 		s := detect.ScanText(bytesOf(h.Value))
+		var sn detect.Set
 		if strings.ContainsAny(h.Name, "0123456789@") {
-			s |= detect.ScanText(bytesOf(h.Name))
+			sn = detect.ScanText(bytesOf(h.Name))
 		}
-		if s != 0 {
-			x.found(s, where+strings.ToLower(h.Name))
+		if s|sn != 0 {
+			// The place is named by the header's name, scrubbed when the
+			// name itself holds the data.
+			x.found(s|sn, where+scrubString(strings.ToLower(h.Name), sn))
 		}
 	}
+}
+
+// unescape percent-decodes s, and with form reads '+' as a space, the way
+// lenient parsers do: a malformed escape is kept as it is instead of
+// failing the whole text, which would leave the rest of it unscanned.
+func unescape(s string, form bool) string {
+	if strings.IndexByte(s, '%') < 0 && (!form || strings.IndexByte(s, '+') < 0) {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '%' && i+2 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				c = byte(v)
+				i += 2
+			}
+		} else if c == '+' && form {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return string(b)
 }
 
 // scrubString scrubs s when found says it holds anything.
@@ -186,12 +232,66 @@ func summary(scrubbed []byte, total, limit int) json.RawMessage {
 func TextPayload(body []byte, form bool, limit int) json.RawMessage {
 	text := body
 	if form {
-		if dec, err := url.QueryUnescape(string(body)); err == nil {
-			text = []byte(dec)
+		text = []byte(unescape(string(body), true))
+	}
+	scrubbed := scrubText(text)
+	return textJSON(scrubbed, len(scrubbed) > limit, limit)
+}
+
+// scrubText scrubs text that may be JSON, or a prefix of JSON, read as
+// text. A finding that JSON escapes glue to a letter (a card after "\n",
+// or written "\u0034…"), which the document read as JSON would show, is
+// found in a view of the text with its escapes decoded; that view,
+// scrubbed, is then what is recorded.
+func scrubText(text []byte) []byte {
+	scrubbed, _ := detect.ScrubText(nil, text)
+	if bytes.IndexByte(scrubbed, '\\') < 0 {
+		return scrubbed
+	}
+	view := unescapeJSON(scrubbed)
+	if detect.ScanText(view) == 0 {
+		return scrubbed
+	}
+	out, _ := detect.ScrubText(nil, view)
+	return out
+}
+
+// unescapeJSON decodes the JSON string escapes in b as far as the detector
+// reads them: an escape of an ASCII character becomes that character, any
+// other \u escape U+FFFD, which separates words as the character it
+// stands for does.
+func unescapeJSON(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 == len(b) {
+			out = append(out, b[i])
+			continue
+		}
+		i++
+		switch c := b[i]; c {
+		case 'b', 'f', 'n', 'r', 't':
+			out = append(out, "\b\f\n\r\t"[strings.IndexByte("bfnrt", c)])
+		case 'u':
+			if i+4 >= len(b) {
+				out = append(out, '\\', c)
+				continue
+			}
+			v, err := strconv.ParseUint(string(b[i+1:i+5]), 16, 16)
+			switch {
+			case err != nil:
+				out = append(out, '\\', c)
+				continue
+			case v < utf8.RuneSelf:
+				out = append(out, byte(v))
+			default:
+				out = utf8.AppendRune(out, utf8.RuneError)
+			}
+			i += 4
+		default: // \" \\ \/
+			out = append(out, c)
 		}
 	}
-	scrubbed, _ := detect.ScrubText(nil, text)
-	return textJSON(scrubbed, len(scrubbed) > limit, limit)
+	return out
 }
 
 // textJSON encodes scrubbed text as a JSON string of at most about limit
@@ -254,7 +354,7 @@ func AnswerPayload(body []byte, contentType string, whole bool, limit, maxDepth 
 	if !whole {
 		body = CutSafe(body, len(body)-1)
 	}
-	scrubbed, _ := detect.ScrubText(nil, body)
+	scrubbed := scrubText(body)
 	return textJSON(scrubbed, !whole || len(scrubbed) > limit, limit)
 }
 
@@ -270,9 +370,7 @@ func ScrubbedText(t string) string {
 func scanText(body []byte, form bool) detect.Set {
 	found := detect.ScanText(body)
 	if form {
-		if dec, err := url.QueryUnescape(string(body)); err == nil {
-			found |= detect.ScanText(bytesOf(dec))
-		}
+		found |= detect.ScanText(bytesOf(unescape(string(body), true)))
 	}
 	return found
 }

@@ -224,6 +224,9 @@ func (p *Pipeline) Record(ctx context.Context, x *Exchange, r *recorder.Record) 
 		r.CallerID = x.Caller.AgentID
 	}
 	r.Authenticated, r.Attested = x.Caller.Authenticated, x.Caller.Attested
+	// Every payload the pipeline records is valid JSON it built: the
+	// detector's scrubbed copy, or text and summaries it encoded.
+	r.PayloadValid = true
 	// The record is written whatever ctx says: what was decided or answered
 	// is never dropped because the caller went away.
 	_, err := p.cfg.Recorder.Append(context.Background(), r)
@@ -238,6 +241,7 @@ func (p *Pipeline) Record(ctx context.Context, x *Exchange, r *recorder.Record) 
 // Written by hand: it runs for most requests, and encoding/json costs
 // several allocations a call.
 func requestDetails(x *Exchange, outcome Reason) json.RawMessage {
+	x.recordedRequest()
 	b := make([]byte, 0, 160)
 	b = append(b, '{')
 	field := func(name string) {
@@ -274,7 +278,7 @@ func requestDetails(x *Exchange, outcome Reason) json.RawMessage {
 	if x.Kind != Ingress {
 		str("exchange", x.Kind.String())
 	}
-	str("method", x.Method)
+	str("method", safeMethod(x.Method))
 	str("path", x.RecordedPath)
 	str("query", x.RecordedQuery)
 	if x.Kind != Ingress {
@@ -371,4 +375,14 @@ func EncodeJSON(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// safeMethod returns a method to record or name a span with: itself when
+// it is a standard one, else scrubbed (a method is the caller's text too).
+func safeMethod(m string) string {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE":
+		return m
+	}
+	return ScrubbedText(m)
 }

@@ -73,11 +73,12 @@ type tracing struct {
 func (p *Pipeline) startTrace(ctx context.Context, x *Exchange) (context.Context, *tracing) {
 	ctx = propagator.Extract(ctx, fieldsCarrier{x.Header})
 	name := x.Kind.String()
+	method := spanMethod(x.Method)
 	if x.Kind == Ingress {
-		name = x.Method + " " + wire.ProxyRoute
+		name = method + " " + wire.ProxyRoute
 	}
 	ctx, root := p.cfg.Tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("http.request.method", x.Method), attribute.String("iatp.exchange", x.Kind.String())))
+		trace.WithAttributes(attribute.String("http.request.method", method), attribute.String("iatp.exchange", x.Kind.String())))
 	x.OTelTraceID = root.SpanContext().TraceID().String()
 	return ctx, &tracing{tracer: p.cfg.Tracer, root: root, rctx: ctx}
 }
@@ -113,7 +114,6 @@ func (t *tracing) end(x *Exchange, r *Refusal, status int) {
 	attrs := []attribute.KeyValue{
 		attribute.String("iatp.trace_id", x.TraceID),
 		attribute.String("iatp.outcome", string(x.Outcome)),
-		attribute.String("iatp.decision", x.Decision.Outcome.String()),
 		attribute.String("url.path", x.RecordedPath),
 		attribute.Int("http.response.status_code", status),
 	}
@@ -121,7 +121,10 @@ func (t *tracing) end(x *Exchange, r *Refusal, status int) {
 		attrs = append(attrs, attribute.String("iatp.caller", x.Caller.AgentID), attribute.Bool("iatp.caller.authenticated", x.Caller.Authenticated))
 	}
 	if x.TargetID != "" {
-		attrs = append(attrs, attribute.String("iatp.target", x.TargetID), attribute.Int("iatp.trust_score", x.Decision.TrustScore))
+		attrs = append(attrs, attribute.String("iatp.target", x.TargetID))
+	}
+	if x.Target.Manifest != nil { // the policy ran
+		attrs = append(attrs, attribute.String("iatp.decision", x.Decision.Outcome.String()), attribute.Int("iatp.trust_score", x.Decision.TrustScore))
 	}
 	if x.Decision.Rule != "" {
 		attrs = append(attrs, attribute.String("iatp.rule", x.Decision.Rule))
@@ -147,4 +150,14 @@ func statusOf(x *Exchange, r *Refusal) int {
 		return x.Answer.Status
 	}
 	return 0
+}
+
+// spanMethod is the method as OpenTelemetry's HTTP conventions name it:
+// a standard one as is, anything else "_OTHER".
+func spanMethod(m string) string {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE":
+		return m
+	}
+	return "_OTHER"
 }

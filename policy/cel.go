@@ -14,6 +14,7 @@ import (
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/interpreter"
 
+	"github.com/iatp/iatp/detect"
 	"github.com/iatp/iatp/manifest"
 )
 
@@ -278,7 +279,7 @@ func (r *compiledRule) eval(ctx context.Context, in *Input, score int, level man
 }
 
 // celValue converts a parsed body for CEL in place: numbers, kept as their
-// JSON text by the parser, become doubles (±Inf beyond the range of a
+// JSON text by the parser (detect.Number, or json.Number), become doubles (±Inf beyond the range of a
 // double, so that 1e400 compares as a very large number instead of failing
 // the rule); everything else is already a CEL value.
 func celValue(v any) any {
@@ -291,8 +292,10 @@ func celValue(v any) any {
 		for i, e := range t {
 			t[i] = celValue(e)
 		}
+	case detect.Number:
+		return t.Float64() // out of range: ±Inf, which is what a rule should see
 	case json.Number:
-		f, _ := strconv.ParseFloat(string(t), 64) // out of range: ±Inf, which is what a rule should see
+		f, _ := strconv.ParseFloat(string(t), 64)
 		return f
 	}
 	return v

@@ -151,8 +151,8 @@ type Request struct {
 	// means no headers.
 	Headers HeaderMapper
 	// Body is the parsed JSON body (objects, arrays, strings, booleans,
-	// nil and numbers as json.Number), as the detector's single parse
-	// built it; nil when no operator rule reads the body.
+	// nil and numbers as detect.Number), as the detector's single parse
+	// built it (detect.ParseJSON); nil when no operator rule reads the body.
 	Body any
 }
 
@@ -470,16 +470,6 @@ func CallerTrust(c Caller) (manifest.TrustLevel, int) {
 	if r := c.Reputation; r.Known && r.Level.Valid() && !r.Level.AtLeast(level) {
 		level = r.Level
 	}
-	var band int
-	switch level {
-	case manifest.VerifiedPartner:
-		band = 8
-	case manifest.Trusted:
-		band = 6
-	case manifest.Standard:
-		band = 4
-	case manifest.Unknown:
-		band = 2
-	}
+	band := int(manifest.BandFloor(level) / 100)
 	return level, max(0, band-c.Reputation.Penalty())
 }

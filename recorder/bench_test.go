@@ -46,19 +46,28 @@ func openBench(b *testing.B, cfg Config) *Log {
 // BenchmarkAppendBatch measures parallel appenders with batch sync: the
 // sidecar's hot path. Target: >= 200,000 records/s on 2 cores. Besides
 // records/s it reports the process CPU time per record (cpu-µs/record),
-// which other load on a shared machine barely changes.
+// which other load on a shared machine barely changes. The payload is
+// validated and compacted by Append; the valid-* variants flag it as valid
+// JSON (Record.PayloadValid), as the sidecar does for what its detector
+// parsed.
 func BenchmarkAppendBatch(b *testing.B) {
-	for _, par := range []int{1, 8, 64} {
-		b.Run(fmt.Sprintf("goroutines=%d", par*runtime.GOMAXPROCS(0)), func(b *testing.B) {
-			benchParallel(b, Config{}, par)
-		})
+	for _, valid := range []bool{false, true} {
+		for _, par := range []int{1, 8, 64} {
+			name := fmt.Sprintf("goroutines=%d", par*runtime.GOMAXPROCS(0))
+			if valid {
+				name = "valid-" + name
+			}
+			b.Run(name, func(b *testing.B) {
+				benchParallel(b, Config{}, par, valid)
+			})
+		}
 	}
 }
 
 // BenchmarkAppendAlways measures parallel appenders that wait for fsync
 // (group commit shares each fsync).
 func BenchmarkAppendAlways(b *testing.B) {
-	benchParallel(b, Config{Sync: SyncAlways}, 32)
+	benchParallel(b, Config{Sync: SyncAlways}, 32, false)
 }
 
 // benchTraceIDs are distinct trace ids for the parallel benchmarks.
@@ -72,7 +81,10 @@ var benchTraceIDs = func() []string {
 
 // benchParallel appends from par×GOMAXPROCS goroutines, each reusing one
 // record as the sidecar reuses its buffers.
-func benchParallel(b *testing.B, cfg Config, par int) {
+func benchParallel(b *testing.B, cfg Config, par int, valid bool) {
+	// The write path alone: compressing sealed segments is background work,
+	// measured by BenchmarkCompressSegment.
+	cfg.Compression = CompressionNone
 	l := openBench(b, cfg)
 	ctx := context.Background()
 	var n atomic.Int64
@@ -82,6 +94,7 @@ func benchParallel(b *testing.B, cfg Config, par int) {
 	start, cpu := time.Now(), processCPU()
 	b.RunParallel(func(pb *testing.PB) {
 		r := benchRecord(0)
+		r.PayloadValid = valid
 		for pb.Next() {
 			r.TraceID, r.Time = benchTraceIDs[n.Add(1)&(1<<16-1)], time.Time{}
 			if _, err := l.Append(ctx, r); err != nil {
@@ -101,15 +114,27 @@ func benchParallel(b *testing.B, cfg Config, par int) {
 // load, open loop: 16 callers together offering 40,000 records/s (20,000
 // requests/s, a record before forwarding and one after the answer), batch
 // sync. It reports p50, p99 and p99.9 in µs. Target: p99 <= 50µs. Read it
-// next to BenchmarkAppendLatencyFloor from the same run.
+// next to BenchmarkAppendLatencyFloor from the same run. Sub-benchmarks:
+// "checked" has Append validate the payload, "valid" flags it valid
+// (Record.PayloadValid), "valid-pwrite" also writes each record with
+// pwrite(2) instead of the memory-mapped segment.
 func BenchmarkAppendLatency(b *testing.B) {
-	l := openBench(b, Config{})
-	ctx := context.Background()
-	openLoop(b, func(r *Record) {
-		if _, err := l.Append(ctx, r); err != nil {
-			b.Error(err)
-		}
-	})
+	for _, bc := range []struct {
+		name          string
+		valid, pwrite bool
+	}{{"checked", false, false}, {"valid", true, false}, {"valid-pwrite", true, true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			withPwrite(b, bc.pwrite)
+			l := openBench(b, Config{})
+			ctx := context.Background()
+			openLoop(b, func(r *Record) {
+				r.PayloadValid = bc.valid
+				if _, err := l.Append(ctx, r); err != nil {
+					b.Error(err)
+				}
+			})
+		})
+	}
 }
 
 // BenchmarkAppendLatencyFloor runs the same open-loop harness around the
@@ -160,7 +185,7 @@ func openLoop(b *testing.B, op func(*Record)) {
 	var wg sync.WaitGroup
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(w int) {
@@ -179,6 +204,9 @@ func openLoop(b *testing.B, op func(*Record)) {
 	}
 	wg.Wait()
 	b.StopTimer()
+	if used := processCPU() - cpu; used > 0 {
+		b.ReportMetric(float64(used.Microseconds())/float64(b.N), "cpu-µs/op")
+	}
 	reportQuantiles(b, lat)
 }
 
@@ -206,4 +234,31 @@ func BenchmarkEncode(b *testing.B) {
 		line, prev = appendLine(line[:0], uint64(i), body, &prev)
 	}
 	b.SetBytes(int64(len(line)))
+}
+
+// BenchmarkAppendRotation measures what starting a segment costs the append
+// that does it: one appender fills 8 MiB segments (the sealed one is
+// fsynced and cut, the next created, preallocated and mapped, under the
+// append lock) and reports the mean, the slowest append (max-µs, a
+// rotation) and rotations per second of benchmark.
+func BenchmarkAppendRotation(b *testing.B) {
+	l := openBench(b, Config{SegmentBytes: 8 << 20, Compression: CompressionNone})
+	ctx := context.Background()
+	r := benchRecord(0)
+	r.PayloadValid = true
+	lat := make([]time.Duration, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r.Time = time.Time{}
+		t0 := time.Now()
+		if _, err := l.Append(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+		lat[i] = time.Since(t0)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(l.Stats().Segments-1), "rotations")
+	reportQuantiles(b, lat)
+	b.ReportMetric(float64(slices.Max(lat).Microseconds()), "max-µs")
 }

@@ -69,42 +69,67 @@ func signCheckpoint(key crypto.Signer, keyID string, t tip, now time.Time) (Chec
 	return c, nil
 }
 
-// verify checks c's form and signature. With trusted keys, the key c names
-// must be one of them; without, c is checked against the key it carries,
-// which proves integrity but not who signed.
-func (c *Checkpoint) verify(trusted []ed25519.PublicKey) error {
+// verify checks c's form and its signature against the public key it
+// carries: that proves the checkpoint is intact, not who signed it (see
+// signedBy).
+func (c *Checkpoint) verify() error {
 	if len(c.Hash) != hashHexLen || !lowerHex([]byte(c.Hash)) {
 		return errors.New("hash is not 64 lowercase hex digits")
 	}
 	if c.Seq == 0 {
 		return errors.New("seq is 0")
 	}
-	b64, ok := bytes.CutPrefix([]byte(c.PublicKey), []byte("ed25519:"))
-	if !ok {
-		return errors.New(`public_key does not start with "ed25519:"`)
-	}
-	pub, err := base64.StdEncoding.DecodeString(string(b64))
-	if err != nil || len(pub) != ed25519.PublicKeySize {
-		return errors.New("public_key is not a base64 Ed25519 key")
+	pub, err := c.publicKey()
+	if err != nil {
+		return err
 	}
 	sig, err := base64.StdEncoding.DecodeString(c.Signature)
 	if err != nil || len(sig) != ed25519.SignatureSize {
 		return errors.New("signature is not a base64 Ed25519 signature")
 	}
-	if len(trusted) > 0 {
-		found := false
-		for _, k := range trusted {
-			if bytes.Equal(k, pub) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return fmt.Errorf("signed by key %q (%s), which is not trusted", c.KeyID, c.PublicKey)
-		}
-	}
 	if !ed25519.Verify(pub, c.message(), sig) {
 		return errors.New("bad signature")
+	}
+	return nil
+}
+
+// publicKey decodes the key c carries.
+func (c *Checkpoint) publicKey() (ed25519.PublicKey, error) {
+	b64, ok := bytes.CutPrefix([]byte(c.PublicKey), []byte("ed25519:"))
+	if !ok {
+		return nil, errors.New(`public_key does not start with "ed25519:"`)
+	}
+	pub, err := base64.StdEncoding.DecodeString(string(b64))
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return nil, errors.New("public_key is not a base64 Ed25519 key")
+	}
+	return pub, nil
+}
+
+// signedBy reports whether c (verified) carries one of the keys.
+func (c *Checkpoint) signedBy(keys []ed25519.PublicKey) bool {
+	pub, err := c.publicKey()
+	if err != nil {
+		return false
+	}
+	for _, k := range keys {
+		if bytes.Equal(k, pub) {
+			return true
+		}
+	}
+	return false
+}
+
+// firstUntrusted returns a *KeyError for the first checkpoint not signed by
+// one of trusted, or nil when all are (or no key is given).
+func firstUntrusted(cks []Checkpoint, trusted []ed25519.PublicKey) *KeyError {
+	if len(trusted) == 0 {
+		return nil
+	}
+	for i := range cks {
+		if !cks[i].signedBy(trusted) {
+			return &KeyError{Seq: cks[i].Seq, KeyID: cks[i].KeyID, PublicKey: cks[i].PublicKey}
+		}
 	}
 	return nil
 }
@@ -126,9 +151,9 @@ func parseCheckpoint(line []byte) (Checkpoint, error) {
 // readCheckpoints reads and parses the checkpoint file at path (a missing
 // file is no checkpoints). It returns the checkpoints, the offset after the
 // last whole line, and the number of bytes after it (a torn last line).
-// Problems are *VerifyError with ProblemCheckpoint; signatures are checked
-// against trusted (see Checkpoint.verify).
-func readCheckpoints(path string, trusted []ed25519.PublicKey) ([]Checkpoint, int64, int64, error) {
+// Problems are *VerifyError with ProblemCheckpoint; each signature is
+// checked against the key the checkpoint carries (see Checkpoint.verify).
+func readCheckpoints(path string) ([]Checkpoint, int64, int64, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, 0, 0, nil
@@ -162,7 +187,7 @@ func readCheckpoints(path string, trusted []ed25519.PublicKey) ([]Checkpoint, in
 		if err != nil {
 			return nil, 0, 0, bad(0, err.Error())
 		}
-		if err := c.verify(trusted); err != nil {
+		if err := c.verify(); err != nil {
 			return nil, 0, 0, bad(c.Seq, err.Error())
 		}
 		if n := len(out); n > 0 && c.Seq <= out[n-1].Seq {
@@ -213,7 +238,7 @@ func (ck *checkpointer) write(t tip, now time.Time) error {
 func (ck *checkpointer) compact(dir string, keepFrom uint64) error {
 	ck.mu.Lock()
 	defer ck.mu.Unlock()
-	all, _, _, err := readCheckpoints(ck.path, nil)
+	all, _, _, err := readCheckpoints(ck.path)
 	if err != nil || len(all) == 0 {
 		return err
 	}

@@ -16,14 +16,34 @@ type SyncMode string
 
 // The sync modes.
 const (
-	// SyncBatch (the default): Append returns once the record was handed to
-	// write(2), so a crash of the process cannot lose it; a background
+	// SyncBatch (the default): Append returns once the record is in the
+	// kernel's page cache (copied into the memory-mapped segment, or handed
+	// to pwrite(2)), so a crash of the process cannot lose it; a background
 	// group commit fsyncs every Config.SyncInterval, bounding what a crash
 	// of the machine can lose to that interval.
 	SyncBatch SyncMode = "batch"
 	// SyncAlways: Append returns once the record is fsynced. Concurrent
 	// appenders share each fsync (group commit).
 	SyncAlways SyncMode = "always"
+)
+
+// Compression says how sealed segments are stored.
+type Compression string
+
+// The compression modes.
+const (
+	// CompressionZstd (the default): once a segment is sealed and indexed,
+	// the maintenance goroutine rewrites it as seg-<first seq>.log.zst in the
+	// zstd seekable format — independent frames of about 64 KiB of whole
+	// records and a table of them — checks it, and removes the original.
+	// Record offsets keep meaning offsets in the uncompressed bytes, so
+	// index files, Trace, Verify and the audit commands read compressed and
+	// plain segments alike, and `zstd -d` gives back the original file. The
+	// active segment is never compressed.
+	CompressionZstd Compression = "zstd"
+	// CompressionNone keeps sealed segments as they were written. Segments
+	// compressed earlier stay compressed and readable.
+	CompressionNone Compression = "none"
 )
 
 // Defaults and limits of Config.
@@ -62,6 +82,9 @@ type Config struct {
 	// (segments and their indexes) is larger; 0 means 10 GiB. The active
 	// segment is never removed.
 	MaxTotalBytes int64
+	// Compression says how sealed segments are stored; "" means
+	// CompressionZstd.
+	Compression Compression
 	// MaxRecordBytes bounds one encoded record; a larger one is refused with
 	// ErrRecordTooLarge. 0 means 1 MiB; at most 64 MiB.
 	MaxRecordBytes int
@@ -99,6 +122,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	case SyncBatch, SyncAlways:
 	default:
 		return cfg, fmt.Errorf("recorder: config: sync %q is not batch or always", cfg.Sync)
+	}
+	switch cfg.Compression {
+	case "":
+		cfg.Compression = CompressionZstd
+	case CompressionZstd, CompressionNone:
+	default:
+		return cfg, fmt.Errorf("recorder: config: compression %q is not zstd or none", cfg.Compression)
 	}
 	if err := defaultDuration(&cfg.SyncInterval, DefaultSyncInterval, "SyncInterval"); err != nil {
 		return cfg, err

@@ -7,6 +7,7 @@
 // A Log owns one directory (the sidecar passes <data-dir>/recorder):
 //
 //	seg-<first seq, 20 digits>.log  segments: one JSON record per line
+//	seg-<first seq>.log.zst         a sealed segment compressed (seekable zstd)
 //	seg-<first seq>.idx             index of a sealed segment (trace -> positions)
 //	checkpoints.jsonl               signed checkpoints, one per line
 //	LOCK                            flock held by the writing process
@@ -27,22 +28,37 @@
 //
 // # Durability
 //
-// Append returns once the record's bytes were handed to write(2): a crash of
-// the process never loses a record the sidecar acted on. Concurrent
-// appenders share one writer by group commit: the first becomes the leader
-// and writes, the others queue into the next batch, and leadership passes
-// to a member of that batch, so no appender writes more than one batch and
-// no lock is held across write(2) or fsync. SyncBatch fsyncs from a
-// background goroutine every SyncInterval; SyncAlways fsyncs before Append
-// returns, sharing the fsync among the appenders of a batch. A failed write
-// or fsync breaks the log: every later Append fails (ErrBroken).
+// The active segment is preallocated (Config.SegmentBytes, its tail zeros)
+// and, on Linux, memory-mapped: Append encodes and hashes the record, and
+// under one mutex numbers it, links it to the previous hash and copies it
+// into the mapping. The page it lands in belongs to the kernel's page cache,
+// so a crash of the process never loses a record Append returned — with no
+// system call and no goroutine hand-off per record. Elsewhere each record is
+// one pwrite(2). A group commit fsyncs from a background goroutine every
+// SyncInterval (SyncBatch); SyncAlways fsyncs before Append returns, sharing
+// the fsync among the appenders waiting. A failed write, memory fault or
+// fsync breaks the log: every later Append fails (ErrBroken).
+//
+// Readers find the end of a segment's records at the first NUL byte where a
+// line would start (no record holds a NUL: the encoder escapes control
+// characters) or at the end of the file; a sealed segment is cut to its
+// records, and so is the active one at Close.
+//
+// # Compression
+//
+// With Config.Compression (zstd, the default) maintenance rewrites each
+// sealed, indexed segment as seg-<first seq>.log.zst: the zstd seekable
+// format, independent frames of about 64 KiB of whole records and a seek
+// table in a skippable frame, so that `zstd -d` restores the original
+// file. Record offsets stay offsets in the uncompressed bytes; index files,
+// Trace, Tail, Verify and retention work on either form.
 //
 // # Start-up
 //
 // Open checks the log (see Open). A torn last line — only possible at the
 // end of the last segment, because a segment is fsynced before the next one
-// starts — is cut away, logged with its size, and recorded as a recovery
-// record. Anything else stops start-up with a *VerifyError naming segment
+// starts — and any other bytes a crash left after the last whole record are
+// cut away, logged with their size, and recorded as a recovery record. Anything else stops start-up with a *VerifyError naming segment
 // and seq, unless Config.Recover is set.
 //
 // # Checkpoints
@@ -76,12 +92,14 @@
 // Segments rotate at SegmentBytes. Retention removes the oldest whole
 // sealed segments past MaxAge or while the log exceeds MaxTotalBytes, first
 // appending and fsyncing a retention record that names where the kept log
-// starts, so Verify can tell retention from deletion. Memory: the batch
-// being filled is capped (4 MiB beyond one record; appenders wait), the
-// in-memory index covers only the active segment and is dropped when it is
-// sealed, and each sealed segment keeps only its index fences in memory (8
-// bytes per 256 records: under 1 MB for the 10 GiB default), so memory is
-// bounded by the retention limits, not by the records ever written.
+// starts, so Verify can tell retention from deletion. Memory: an append
+// holds one record; the process keeps about 1 MiB of the active segment's
+// mapping resident (pages behind the write position are unmapped at each
+// group commit); the in-memory index covers only the active segment and is
+// dropped when it is sealed, and each sealed segment keeps only its index
+// fences in memory (8 bytes per 256 records: under 1 MB for the 10 GiB
+// default), so memory is bounded by the retention limits, not by the
+// records ever written.
 //
 // See docs/recorder.md for the measured numbers.
 package recorder

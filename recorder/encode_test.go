@@ -297,3 +297,111 @@ func FuzzDecodeLine(f *testing.F) {
 		}
 	})
 }
+
+// TestPayloadValid: a payload flagged valid skips validation but is
+// compacted exactly as a checked one, and what would break a line is still
+// refused.
+func TestPayloadValid(t *testing.T) {
+	l := openTest(t, t.TempDir(), Config{})
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		payload string
+		want    string // the payload as stored; "" when refused
+	}{
+		{"compact object", `{"a":1,"b":[true,null,"x y"]}`, `{"a":1,"b":[true,null,"x y"]}`},
+		{"pretty object", "{\n  \"a\": 1,\r\n\t\"b\": [ true , \"x y\" ]\n}\n", `{"a":1,"b":[true,"x y"]}`},
+		{"escapes kept", `  "a\"b\\c\n\u0000\u2028"  `, `"a\"b\\c\n\u0000\u2028"`},
+		{"raw utf-8 kept", `{"é":"日本 語"}`, `{"é":"日本 語"}`},
+		{"scalar", ` 12.5e3 `, `12.5e3`},
+		{"raw newline in a string", "{\"a\":\"x\ny\"}", ""},
+		{"escaped raw newline", "{\"a\":\"x\\\ny\"}", ""},
+		{"NUL in a string", "\"x\x00\"", ""},
+		{"control byte outside strings", "[1,\x01 2]", ""},
+		{"unterminated string", `{"a":"x`, ""},
+		{"dangling escape", `"x\`, ""},
+		{"only white space", " \n\t ", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Record{Kind: KindRequest, TraceID: "valid", AgentID: "a", Payload: []byte(tt.payload), PayloadValid: true}
+			_, err := l.Append(ctx, r)
+			if tt.want == "" {
+				if !errors.Is(err, ErrInvalidRecord) || !strings.Contains(err.Error(), "payload: flagged valid but not JSON") {
+					t.Fatalf("Append = %v, want the payload refused", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, err := l.Trace(ctx, "valid", 0)
+			if err != nil || string(recs[len(recs)-1].Payload) != tt.want {
+				t.Fatalf("stored payload %s (%v), want %s", recs[len(recs)-1].Payload, err, tt.want)
+			}
+			if json.Valid([]byte(tt.payload)) {
+				// Same bytes as the checked path.
+				checked, err := appendCompact(nil, []byte(tt.payload))
+				if err != nil || string(checked) != tt.want {
+					t.Fatalf("checked path gives %s, %v", checked, err)
+				}
+			}
+		})
+	}
+	mustVerify(t, l.dir, VerifyOptions{})
+
+	// A payload wrongly flagged valid is recorded, and Verify says so.
+	if _, err := l.Append(ctx, &Record{Kind: KindRequest, TraceID: "liar", AgentID: "a", Payload: []byte(`{"a":}`), PayloadValid: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Verify(ctx, l.dir, VerifyOptions{})
+	var ve *VerifyError
+	if !errors.As(err, &ve) || ve.Problem != ProblemEdited || !strings.Contains(ve.Detail, "not valid JSON") {
+		t.Fatalf("Verify = %v, want the record reported as not valid JSON", err)
+	}
+}
+
+// FuzzCompactTrusted holds the fast path to json.Compact on valid JSON, and
+// to never writing a control byte whatever it is given.
+func FuzzCompactTrusted(f *testing.F) {
+	f.Add([]byte(`{"a": [1, "x y", {"b" : null}]}`))
+	f.Add([]byte("\"a\\\"\\\\\\n\"\n"))
+	f.Add([]byte("{\"a\":\"x\ny\"}"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		got, err := appendCompactTrusted(nil, src)
+		if err == nil {
+			for _, c := range got {
+				if c < 0x20 {
+					t.Fatalf("control byte %#x in %q", c, got)
+				}
+			}
+		}
+		if !json.Valid(src) {
+			return
+		}
+		var want bytes.Buffer
+		json.Compact(&want, src)
+		if err != nil || !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("appendCompactTrusted(%q) = %q, %v; json.Compact gives %q", src, got, err, want.Bytes())
+		}
+	})
+}
+
+// BenchmarkEncodeValid measures encoding and hashing one record whose
+// payload is flagged valid (compare BenchmarkEncode).
+func BenchmarkEncodeValid(b *testing.B) {
+	r := benchRecord(1)
+	r.PayloadValid = true
+	r.Time = time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	var body, line []byte
+	var prev [hashHexLen]byte
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		var err error
+		if body, err = appendBody(body[:0], r); err != nil {
+			b.Fatal(err)
+		}
+		line, prev = appendLine(line[:0], uint64(i), body, &prev)
+	}
+	b.SetBytes(int64(len(line)))
+}

@@ -35,6 +35,13 @@ var (
 	// a checkpoint does not hold).
 	ErrCorrupt = errors.New("recorder: log failed verification")
 
+	// ErrUntrustedKey is wrapped by the *KeyError Verify returns when the
+	// log and its checkpoints hold but a checkpoint is signed by a key that
+	// is not among VerifyOptions.TrustedKeys: either the wrong key was given,
+	// or someone who could write the directory rewrote the log and signed it
+	// with their own key.
+	ErrUntrustedKey = errors.New("recorder: checkpoints are signed by an untrusted key")
+
 	// ErrLocked is returned by Open when another process holds the log.
 	ErrLocked = errors.New("recorder: log is locked by another process")
 
@@ -59,8 +66,9 @@ const (
 	// ProblemTruncated: a segment ends mid-record, is empty, or the log ends
 	// before the last signed checkpoint.
 	ProblemTruncated Problem = "truncated"
-	// ProblemCheckpoint: a checkpoint is malformed, out of order, badly
-	// signed or signed by a key that is not trusted.
+	// ProblemCheckpoint: a checkpoint is malformed, out of order or badly
+	// signed. (One intact but signed by a key that is not trusted is a
+	// *KeyError, not a VerifyError.)
 	ProblemCheckpoint Problem = "bad checkpoint"
 )
 
@@ -80,6 +88,23 @@ func (e *VerifyError) Error() string {
 
 // Unwrap returns ErrCorrupt.
 func (e *VerifyError) Unwrap() error { return ErrCorrupt }
+
+// KeyError names a checkpoint that is intact (its signature holds under the
+// key it carries) but is signed by a key that is not trusted. It wraps
+// ErrUntrustedKey.
+type KeyError struct {
+	Seq       uint64 `json:"seq"`        // the checkpoint's seq
+	KeyID     string `json:"key_id"`     // the key id it names
+	PublicKey string `json:"public_key"` // the key it carries, "ed25519:<base64>"
+}
+
+// Error implements error.
+func (e *KeyError) Error() string {
+	return fmt.Sprintf("the checkpoint at seq %d is signed by key id %q (%s), which is not among the trusted keys", e.Seq, e.KeyID, e.PublicKey)
+}
+
+// Unwrap returns ErrUntrustedKey.
+func (e *KeyError) Unwrap() error { return ErrUntrustedKey }
 
 // invalidf returns an ErrInvalidRecord error.
 func invalidf(format string, args ...any) error {

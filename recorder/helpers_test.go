@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -105,23 +107,50 @@ func itoa(i int) string {
 	return string(b)
 }
 
-// segFiles lists the segment file names of dir.
+// segFiles lists the segment files of dir, plain and compressed, oldest
+// first.
 func segFiles(t testing.TB, dir string) []string {
 	t.Helper()
-	m, err := filepath.Glob(filepath.Join(dir, "seg-*.log"))
+	files, err := listSegments(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sort.Strings(m)
-	return m
+	var out []string
+	for _, sf := range files {
+		out = append(out, filepath.Join(dir, sf.name))
+	}
+	return out
 }
 
-// readLines returns the lines of a file (with their newlines).
-func readLines(t testing.TB, path string) [][]byte {
+// segBytes returns the records of a segment file, decompressed if need be.
+func segBytes(t testing.TB, path string) []byte {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	if !strings.HasSuffix(path, zsegSuffix) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	z, err := openZseg(path, filepath.Base(path))
 	if err != nil {
 		t.Fatal(err)
+	}
+	defer z.Close()
+	data := make([]byte, z.size)
+	if _, err := z.ReadAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// readLines returns the lines of a segment file (with their newlines),
+// without a preallocated zero tail.
+func readLines(t testing.TB, path string) [][]byte {
+	t.Helper()
+	data := segBytes(t, path)
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		data = data[:i]
 	}
 	var out [][]byte
 	for len(data) > 0 {
@@ -138,6 +167,9 @@ func readLines(t testing.TB, path string) [][]byte {
 
 func writeLines(t testing.TB, path string, lines [][]byte) {
 	t.Helper()
+	if strings.HasSuffix(path, zsegSuffix) {
+		t.Fatalf("writeLines on a compressed segment %s: build the fixture with CompressionNone", path)
+	}
 	if err := os.WriteFile(path, bytes.Join(lines, nil), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +190,8 @@ func findLine(t testing.TB, dir string, seq uint64) (string, int) {
 	return "", 0
 }
 
-// copyDir copies the regular files of src into a new temporary directory.
+// copyDir copies the regular files of src into a new temporary directory
+// (a live log's too: what a crash would leave).
 func copyDir(t testing.TB, src string) string {
 	t.Helper()
 	dst := t.TempDir()
@@ -167,10 +200,13 @@ func copyDir(t testing.TB, src string) string {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
-		if !e.Type().IsRegular() || e.Name() == lockFile {
+		if !e.Type().IsRegular() || e.Name() == lockFile || strings.HasSuffix(e.Name(), ".tmp") {
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // a live log's maintenance replaced it meanwhile
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -201,3 +237,49 @@ func containsAll(s string, parts ...string) bool {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// withPwrite makes the logs a test opens write with pwrite(2) instead of a
+// memory mapping (or not), until the test ends.
+func withPwrite(t testing.TB, on bool) {
+	t.Helper()
+	old := usePwrite
+	usePwrite = on
+	t.Cleanup(func() { usePwrite = old })
+}
+
+// sidecarWords make up the text of sidecarRecord's payloads.
+var sidecarWords = strings.Fields(`book flight hotel meeting invoice refund customer order shipping address
+please confirm the a for with tomorrow urgent schedule report quarterly summary analysis agent
+tool search result document contract review approve budget travel window seat vegetarian`)
+
+// sidecarRecord is a request record as the sidecar writes it: a scrubbed
+// JSON payload of about 1 kB (a task, ids, items, free text, redaction
+// markers) and the request details, with a random 32-hex trace id.
+func sidecarRecord(rng *rand.Rand, t time.Time) *Record {
+	text := func(n int) string {
+		var b strings.Builder
+		for b.Len() < n {
+			if b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(sidecarWords[rng.IntN(len(sidecarWords))])
+		}
+		return b.String()
+	}
+	items := make([]any, 5)
+	for i := range items {
+		items[i] = map[string]any{"sku": fmt.Sprintf("SKU-%06d", rng.IntN(999999)), "qty": 1 + rng.IntN(5),
+			"price": float64(rng.IntN(100000)) / 100, "desc": text(30)}
+	}
+	payload, _ := json.Marshal(map[string]any{
+		"task": text(40), "request_id": fmt.Sprintf("%016x", rng.Uint64()),
+		"customer": map[string]any{"name": "[EMAIL_REDACTED]", "card": "[CREDIT_CARD_REDACTED]",
+			"tier": []string{"gold", "silver", "basic"}[rng.IntN(3)], "id": rng.IntN(1000000)},
+		"items": items, "notes": text(240),
+		"context": map[string]any{"session": fmt.Sprintf("s-%08x", rng.Uint32()), "turn": rng.IntN(40), "model": "gpt-x", "temperature": 0.2},
+	})
+	details, _ := json.Marshal(map[string]any{"method": "POST", "path": "/proxy/v1/tasks", "trust_score": 0.82, "sensitive": []string{"email", "credit_card"}})
+	return &Record{Kind: KindRequest, TraceID: fmt.Sprintf("%016x%016x", rng.Uint64(), rng.Uint64()), Time: t,
+		AgentID: "booking-agent", CallerID: "travel-planner", Authenticated: true, Decision: "allow",
+		Payload: payload, PayloadValid: true, Details: details}
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,31 +20,28 @@ type Log struct {
 	clock  func() time.Time
 	lock   *os.File // flock on dir/LOCK
 
-	// Append state, guarded by mu.
-	mu           sync.Mutex
-	space        *sync.Cond // signalled when cur is swapped out
-	nextSeq      uint64
-	prev         [hashHexLen]byte // hash of the last record appended
-	cur          *batch           // records waiting for the next write
-	writing      bool             // a leader is writing; cur waits for it
-	closed       bool
-	broken       error
-	inflight     sync.WaitGroup // appends between enqueue and return
-	pendingLimit int            // maxPendingBytes; tests lower it
-	encoding     atomic.Int32   // appenders encoding a record, about to queue it
-	lastBatch    atomic.Int32   // records in the last batch written
-	maxBatch     int            // high-water mark of len(cur.buf), for tests
+	// Append state, guarded by mu. The appender holding mu numbers, chains,
+	// hashes and writes its record; nothing else happens under it.
+	mu       sync.Mutex
+	nextSeq  uint64
+	prev     [hashHexLen]byte // hash of the last record appended
+	written  tip              // last record written
+	active   *segment
+	out      *segWriter      // the active segment's writable end
+	line     []byte          // scratch for the line being written
+	dirDirty bool            // a segment was created since the directory was last fsynced
+	retired  []retiredWriter // writers of sealed segments, cut and closed by maintenance
+	closed   bool
+	broken   error
+	inflight sync.WaitGroup // SyncAlways appends waiting for their fsync
 
-	// Writer state, owned by the current leader (one at a time; leadership
-	// passes under mu). syncMu also guards wf against the syncer.
-	active *segment
-	wf     *os.File
+	syncMu sync.Mutex // one fsync at a time; serialises closing a writer with its use by the group commit
 
-	syncMu sync.Mutex // serialises fsync of wf with rotation
-
-	stMu    sync.Mutex
-	written tip // last record handed to write(2)
-	synced  tip // last record known fsynced
+	stMu     sync.Mutex
+	synced   tip        // last record known fsynced
+	syncing  bool       // an appender is fsyncing for the appenders waiting (SyncAlways)
+	syncDone *sync.Cond // on stMu: signalled when that fsync is done
+	syncErr  error      // the error of the last such fsync
 
 	segMu sync.RWMutex
 	segs  []*segment // oldest first; the last is active
@@ -72,48 +68,6 @@ type tip struct {
 	time time.Time
 }
 
-// batch is a group of records written with one write(2) call.
-type batch struct {
-	buf  []byte
-	ents []batchEnt
-	done chan struct{} // closed once written (or failed)
-	lead chan struct{} // receives one token when a member must write it
-	err  error
-}
-
-// batchEnt is one record of a batch.
-type batchEnt struct {
-	seq     uint64
-	key     uint64
-	indexed bool
-	off, n  uint32 // line position in batch.buf
-	unix    int64  // record time, unix nanoseconds
-}
-
-// batchBufs are the buffers of a batch, recycled once it is written.
-type batchBufs struct {
-	buf  []byte
-	ents []batchEnt
-}
-
-var batchPool = sync.Pool{New: func() any {
-	return &batchBufs{buf: make([]byte, 0, 16<<10), ents: make([]batchEnt, 0, 32)}
-}}
-
-func newBatch() *batch {
-	bb := batchPool.Get().(*batchBufs)
-	return &batch{buf: bb.buf[:0], ents: bb.ents[:0], done: make(chan struct{}), lead: make(chan struct{}, 1)}
-}
-
-// recycle returns b's buffers to the pool; b must not be used for them again.
-func (b *batch) recycle() {
-	if cap(b.buf) > 1<<20 {
-		return // do not keep an outsized buffer
-	}
-	batchPool.Put(&batchBufs{buf: b.buf[:0], ents: b.ents[:0]})
-	b.buf, b.ents = nil, nil
-}
-
 // lineOverhead is what a line adds to its body: seq (at most 20 digits),
 // prev_hash, hash, braces and newline.
 const lineOverhead = frameMin + 20 + 1
@@ -121,17 +75,15 @@ const lineOverhead = frameMin + 20 + 1
 // bodyPool recycles record-body buffers.
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-// maxPendingBytes bounds the bytes waiting for a write beyond one record;
-// appenders wait while the batch being filled is larger.
-const maxPendingBytes = 4 << 20
-
 // Append assigns r's Seq, PrevHash and Hash (and Time, if zero; Time is
 // stored in UTC) and adds it to the log. It returns once the record's bytes
-// were handed to write(2) — with SyncAlways, once they were fsynced — so the
-// caller may forward the request it describes. Safe for concurrent use; it
-// does not keep r or its slices after returning. Errors: ErrInvalidRecord
-// (and ErrInvalidTraceID), ErrRecordTooLarge, ErrClosed, ErrBroken, or ctx's
-// error if ctx is done before the record is queued.
+// are in the kernel's page cache (copied into the memory-mapped active
+// segment, or handed to pwrite(2)), so a crash of the process cannot lose
+// it and the caller may forward the request it describes; with SyncAlways,
+// once they were fsynced. Safe for concurrent use; it does not keep r or its
+// slices after returning. Errors: ErrInvalidRecord (and ErrInvalidTraceID),
+// ErrRecordTooLarge, ErrClosed, ErrBroken, or ctx's error if ctx is done
+// before the record is written.
 func (l *Log) Append(ctx context.Context, r *Record) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -148,7 +100,6 @@ func (l *Log) append(r *Record) (uint64, error) {
 		r.Time = l.clock()
 	}
 	r.Time = r.Time.UTC().Round(0)
-	l.encoding.Add(1)
 	bp := bodyPool.Get().(*[]byte)
 	body, err := appendBody((*bp)[:0], r)
 	defer func() {
@@ -158,12 +109,10 @@ func (l *Log) append(r *Record) (uint64, error) {
 		}
 	}()
 	if err != nil {
-		l.encoding.Add(-1)
 		return 0, err
 	}
 	lineLen := len(body) + lineOverhead
 	if lineLen > l.cfg.MaxRecordBytes {
-		l.encoding.Add(-1)
 		return 0, fmt.Errorf("%w: %d bytes encoded, limit %d", ErrRecordTooLarge, lineLen, l.cfg.MaxRecordBytes)
 	}
 	var key uint64
@@ -172,70 +121,45 @@ func (l *Log) append(r *Record) (uint64, error) {
 	}
 
 	l.mu.Lock()
-	l.encoding.Add(-1)
-	for {
-		if l.closed {
-			l.mu.Unlock()
-			return 0, ErrClosed
-		}
-		if l.broken != nil {
-			err := l.broken
-			l.mu.Unlock()
-			return 0, fmt.Errorf("%w: %w", ErrBroken, err)
-		}
-		if len(l.cur.buf) == 0 || len(l.cur.buf)+lineLen <= l.pendingLimit {
-			break
-		}
-		l.space.Wait()
+	if l.closed {
+		l.mu.Unlock()
+		return 0, ErrClosed
+	}
+	if l.broken != nil {
+		err := l.broken
+		l.mu.Unlock()
+		return 0, fmt.Errorf("%w: %w", ErrBroken, err)
 	}
 	seq := l.nextSeq
-	l.nextSeq++
-	b := l.cur
-	off := len(b.buf)
 	prev := l.prev
-	var h [hashHexLen]byte
-	b.buf, h = appendLine(b.buf, seq, body, &prev)
-	l.prev = h
-	b.ents = append(b.ents, batchEnt{
-		seq: seq, key: key, indexed: r.TraceID != "",
-		off: uint32(off), n: uint32(len(b.buf) - off), unix: r.Time.UnixNano(),
-	})
-	l.maxBatch = max(l.maxBatch, len(b.buf))
-	leader := !l.writing
-	if leader {
-		l.writing = true
+	line, h := appendLine(l.line[:0], seq, body, &prev)
+	if cap(line) <= 1<<20 {
+		l.line = line
+	} else {
+		l.line = nil // do not keep an outsized buffer
 	}
-	l.inflight.Add(1)
-	l.mu.Unlock()
-	if leader {
-		l.yieldToEncoders()
-		l.mu.Lock()
-		l.cur = newBatch()
-		l.space.Broadcast()
+	if err := l.writeLocked(seq, line, key, r.TraceID != "", r.Time); err != nil {
+		l.breakLocked(err)
 		l.mu.Unlock()
+		return 0, fmt.Errorf("%w: %w", ErrBroken, err)
 	}
-
-	if !leader {
-		select {
-		case <-b.done:
-		case <-b.lead:
-			// The previous leader handed over: take the batch (it is still
-			// l.cur, since only a leader swaps it) and write it.
-			l.yieldToEncoders()
-			l.mu.Lock()
-			l.cur = newBatch()
-			l.space.Broadcast()
-			l.mu.Unlock()
-			leader = true
+	l.nextSeq++
+	l.prev = h
+	always := l.cfg.Sync == SyncAlways
+	if always {
+		l.inflight.Add(1)
+	}
+	l.mu.Unlock()
+	select { // wake the group commit: there is something to fsync
+	case l.dirty <- struct{}{}:
+	default:
+	}
+	if always {
+		err := l.syncTo(seq)
+		l.inflight.Done()
+		if err != nil {
+			return 0, err
 		}
-	}
-	if leader {
-		l.lead(b)
-	}
-	err = b.err
-	l.inflight.Done()
-	if err != nil {
-		return 0, err
 	}
 	r.Seq = seq
 	r.PrevHash = string(prev[:])
@@ -243,172 +167,113 @@ func (l *Log) append(r *Record) (uint64, error) {
 	return seq, nil
 }
 
-// yieldToEncoders lets appenders that are encoding a record run first, so
-// that they join the batch about to be written instead of waiting for the
-// next write. With none (light load) it returns at once: yielding would
-// only add scheduling latency.
-func (l *Log) yieldToEncoders() {
-	if l.encoding.Load() > 0 || l.lastBatch.Load() > 1 {
-		runtime.Gosched()
-	}
-}
-
-// lead writes b, releases its members, and hands the writer role to a member
-// of the next batch, if any, so that no appender writes more than one batch.
-func (l *Log) lead(b *batch) {
-	l.lastBatch.Store(int32(len(b.ents)))
-	if err := l.writeBatch(b); err != nil {
-		l.mu.Lock()
-		if l.broken == nil {
-			l.broken = err
-			l.logger.Error("recorder: log is broken; appends fail until restart", "dir", l.dir, "err", err)
+// writeLocked writes one line to the active segment, starting the next
+// segment first when the line would take this one past its preallocated
+// size, and indexes it. Callers hold mu.
+func (l *Log) writeLocked(seq uint64, line []byte, key uint64, indexed bool, t time.Time) error {
+	n := int64(len(line))
+	off := l.active.size.Load()
+	if off+n > l.out.cap {
+		var err error
+		if off == 0 {
+			err = l.out.grow(n)
+		} else {
+			err = l.rotateLocked(seq, n)
 		}
-		l.mu.Unlock()
-		if !errors.Is(err, ErrBroken) {
-			err = fmt.Errorf("%w: %w", ErrBroken, err)
+		if err != nil {
+			return err
 		}
-		b.err = err
+		off = 0
 	}
-	b.recycle()
-	close(b.done)
-	l.mu.Lock()
-	if len(l.cur.ents) > 0 {
-		l.cur.lead <- struct{}{}
-	} else {
-		l.writing = false
-	}
-	l.mu.Unlock()
-}
-
-// writeBatch writes b to the active segment, rotating where a record would
-// take the segment past SegmentBytes, and indexes it. With SyncAlways it
-// fsyncs before returning.
-func (l *Log) writeBatch(b *batch) error {
-	l.mu.Lock()
-	broken := l.broken
-	l.mu.Unlock()
-	if broken != nil {
-		return broken
-	}
-	from := 0
-	for i, e := range b.ents {
-		size := l.active.size.Load()
-		if size+int64(int(e.off)-from) > 0 && size+int64(int(e.off+e.n)-from) > l.cfg.SegmentBytes {
-			if err := l.flush(b, from, i); err != nil {
-				return err
-			}
-			if err := l.rotate(e.seq); err != nil {
-				return err
-			}
-			from = int(e.off)
-		}
-	}
-	if err := l.flush(b, from, len(b.ents)); err != nil {
-		return err
-	}
-	if l.cfg.Sync == SyncAlways {
-		return l.syncNow()
-	}
-	return nil
-}
-
-// flush writes the records of b from byte offset from up to entry end (not
-// included) to the active segment and indexes them.
-func (l *Log) flush(b *batch, from, end int) error {
-	first := 0
-	for first < end && int(b.ents[first].off) < from {
-		first++
-	}
-	if first == end {
-		return nil
-	}
-	last := b.ents[end-1]
-	to := int(last.off + last.n)
 	seg := l.active
-	size := seg.size.Load()
-	if _, err := l.wf.Write(b.buf[from:to]); err != nil {
-		// Cut a partial write so the segment ends with a whole record.
-		if terr := l.wf.Truncate(size); terr != nil {
-			return fmt.Errorf("write %s: %w (and truncating back failed: %v)", seg.name, err, terr)
-		}
-		return fmt.Errorf("write %s: %w", seg.name, err)
+	if err := l.out.write(off, line); err != nil {
+		return err
 	}
-	l.idxMu.Lock()
-	for _, e := range b.ents[first:end] {
-		if e.indexed {
-			seg.mem.add(e.key, pos{off: uint32(size + int64(int(e.off)-from)), n: e.n})
-		}
+	if indexed {
+		l.idxMu.Lock()
+		seg.mem.add(key, pos{off: uint32(off), n: uint32(n)})
+		l.idxMu.Unlock()
 	}
-	l.idxMu.Unlock()
-	seg.size.Store(size + int64(to-from))
-	var t tip
-	t.seq = last.seq
-	copy(t.hash[:], b.buf[to-len(lineEnd)-1-hashHexLen:])
-	t.time = time.Unix(0, last.unix).UTC()
-	seg.last = t
-	l.stMu.Lock()
-	l.written = t
-	l.stMu.Unlock()
-	select { // wake the group commit: there is something to fsync
-	case l.dirty <- struct{}{}:
-	default:
-	}
+	seg.size.Store(off + n)
+	tp := tip{seq: seq, time: t}
+	copy(tp.hash[:], line[len(line)-1-len(lineEnd)-hashHexLen:])
+	seg.last = tp
+	l.written = tp
 	return nil
 }
 
-// rotate seals the active segment and starts the one whose first record is
-// seq next. The sealed segment is fsynced first, so only the last segment
-// can ever end in a torn line.
-func (l *Log) rotate(next uint64) error {
-	l.syncMu.Lock()
-	old, oldf := l.active, l.wf
-	if err := oldf.Sync(); err != nil {
-		l.syncMu.Unlock()
-		return fmt.Errorf("fsync %s: %w", old.name, err)
+// breakLocked marks the log broken by err: every later Append fails. After
+// a failed write or fsync the state of the file is unknown (the kernel may
+// have dropped dirty pages), so nothing later could be trusted to be on
+// disk. Callers hold mu.
+func (l *Log) breakLocked(err error) {
+	if l.broken == nil {
+		l.broken = err
+		l.logger.Error("recorder: log is broken; appends fail until restart", "dir", l.dir, "err", err)
 	}
-	seg, wf, err := createSegment(l.dir, next)
-	if err != nil {
-		l.syncMu.Unlock()
+}
+
+// retiredWriter is the writer of a sealed segment whose records end at size.
+type retiredWriter struct {
+	w    *segWriter
+	size int64
+}
+
+// rotateLocked seals the active segment and starts the one whose first
+// record is seq next, preallocated for at least need bytes. The sealed
+// segment is fsynced first, so only the last segment can ever end in a
+// partial line after a crash of the machine. That fsync is the one cost of
+// a rotation the appenders wait for; cutting the sealed segment's
+// preallocated tail and unmapping it is left to maintenance (readers and
+// Open accept a zeroed tail after a sealed segment's records). Callers hold
+// mu.
+func (l *Log) rotateLocked(next uint64, need int64) error {
+	old, ow := l.active, l.out
+	if l.dirDirty {
+		// The sealed segment counts as fsynced below: its name must be too.
+		if err := syncDir(l.dir); err != nil {
+			return fmt.Errorf("fsync %s: %w", l.dir, err)
+		}
+		l.dirDirty = false
+	}
+	if err := ow.sync(); err != nil {
 		return err
 	}
-	l.wf = wf
-	l.active = seg
+	seg, w, err := createSegment(l.dir, next, max(l.cfg.SegmentBytes, need))
+	if err != nil {
+		return err
+	}
+	l.active, l.out = seg, w
+	l.dirDirty = true // fsynced by the next group commit, before anything in seg counts as fsynced
+	l.retired = append(l.retired, retiredWriter{ow, old.size.Load()})
+	old.stored.Store(old.size.Load())
 	l.segMu.Lock()
 	l.segs = append(l.segs, seg)
 	l.segMu.Unlock()
-	l.syncMu.Unlock()
 	l.stMu.Lock()
 	if l.synced.seq < old.last.seq {
 		l.synced = old.last
 	}
 	l.stMu.Unlock()
-	if err := oldf.Close(); err != nil {
-		l.logger.Warn("recorder: closing sealed segment", "segment", old.name, "err", err)
-	}
 	l.kickMaint()
 	return nil
 }
 
 // createSegment creates the segment file whose first record is seq first,
-// fsyncs the directory, and opens it for reading too.
-func createSegment(dir string, first uint64) (*segment, *os.File, error) {
+// preallocated to capacity bytes, and opens it for reading too. The caller
+// fsyncs the directory before counting anything in it as fsynced.
+func createSegment(dir string, first uint64, capacity int64) (*segment, *segWriter, error) {
 	name := segName(first)
-	wf, err := os.OpenFile(segPath(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	w, err := openSegWriter(segPath(dir, name), name, 0, capacity, true)
 	if err != nil {
-		return nil, nil, fmt.Errorf("create segment: %w", err)
-	}
-	rf, err := os.Open(segPath(dir, name))
-	if err == nil {
-		err = syncDir(dir)
-	}
-	if err != nil {
-		wf.Close()
-		if rf != nil {
-			rf.Close()
-		}
 		return nil, nil, fmt.Errorf("create segment %s: %w", name, err)
 	}
-	return &segment{name: name, first: first, rf: rf, mem: newMemIndex()}, wf, nil
+	data, err := openPlain(dir, name)
+	if err != nil {
+		w.close()
+		return nil, nil, fmt.Errorf("create segment %s: %w", name, err)
+	}
+	return &segment{name: name, first: first, data: data, mem: newMemIndex()}, w, nil
 }
 
 // Sync fsyncs every record appended so far.
@@ -419,34 +284,80 @@ func (l *Log) Sync() error {
 	return l.syncNow()
 }
 
-// syncNow fsyncs the active segment if records were written since the last
-// fsync. A failed fsync breaks the log: after it the kernel may have dropped
-// the dirty pages, so nothing later can be trusted to be on disk.
+// syncNow fsyncs the active segment (and the directory, after a segment
+// was created) if records were written since the last fsync, then does the
+// mapping's page upkeep. A failed fsync breaks the log: after it the kernel
+// may have dropped the dirty pages, so nothing later can be trusted to be
+// on disk.
 func (l *Log) syncNow() error {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
-	l.stMu.Lock()
-	w, s := l.written, l.synced
-	l.stMu.Unlock()
-	if w.seq <= s.seq {
-		return nil
-	}
-	if err := l.wf.Sync(); err != nil {
-		err = fmt.Errorf("fsync %s: %w", l.active.name, err)
-		l.mu.Lock()
-		if l.broken == nil {
-			l.broken = err
-			l.logger.Error("recorder: log is broken; appends fail until restart", "dir", l.dir, "err", err)
+	l.mu.Lock()
+	w, out, dirDirty, at := l.written, l.out, l.dirDirty, l.active.size.Load()
+	l.dirDirty = false
+	l.mu.Unlock()
+	if dirDirty {
+		if err := syncDir(l.dir); err != nil {
+			l.mu.Lock()
+			l.dirDirty = true
+			l.mu.Unlock()
+			return l.breakWith(fmt.Errorf("fsync %s: %w", l.dir, err))
 		}
-		l.mu.Unlock()
-		return fmt.Errorf("%w: %w", ErrBroken, err)
 	}
 	l.stMu.Lock()
-	if l.synced.seq < w.seq {
-		l.synced = w
-	}
+	s := l.synced
 	l.stMu.Unlock()
+	if w.seq > s.seq {
+		out.dropBehind(at)
+		// out holds every record up to w: a rotation fsyncs the segment it
+		// seals before it switches.
+		if err := out.sync(); err != nil {
+			return l.breakWith(err)
+		}
+		l.stMu.Lock()
+		if l.synced.seq < w.seq {
+			l.synced = w
+		}
+		l.stMu.Unlock()
+	}
+	out.populateAhead(at)
 	return nil
+}
+
+// syncTo returns once record seq is fsynced, sharing the fsync with every
+// appender waiting at the same time (group commit): one of them fsyncs
+// everything written so far while the others wait, and are all woken at
+// once when it is done; whoever is not covered then starts the next fsync.
+func (l *Log) syncTo(seq uint64) error {
+	l.stMu.Lock()
+	defer l.stMu.Unlock()
+	for l.synced.seq < seq {
+		if l.syncing {
+			l.syncDone.Wait()
+			if l.syncErr != nil {
+				return l.syncErr
+			}
+			continue
+		}
+		l.syncing = true
+		l.stMu.Unlock()
+		err := l.syncNow()
+		l.stMu.Lock()
+		l.syncing, l.syncErr = false, err
+		l.syncDone.Broadcast()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// breakWith breaks the log by err and returns it wrapped in ErrBroken.
+func (l *Log) breakWith(err error) error {
+	l.mu.Lock()
+	l.breakLocked(err)
+	l.mu.Unlock()
+	return fmt.Errorf("%w: %w", ErrBroken, err)
 }
 
 // syncLoop is the group commit of SyncBatch and the checkpoint timer.
@@ -486,43 +397,55 @@ func (l *Log) kickMaint() {
 // Stats is a snapshot of the log's counters.
 type Stats struct {
 	NextSeq     uint64 // seq the next record gets
-	WrittenSeq  uint64 // last seq handed to write(2)
+	WrittenSeq  uint64 // last seq written (in the page cache)
 	SyncedSeq   uint64 // last seq known fsynced
-	Segments    int    // segment files, the active one included
-	Bytes       int64  // bytes of all segments
-	ActiveBytes int64  // bytes of the active segment
+	Segments    int    // segments, the active one included
+	Bytes       int64  // bytes of all segments on disk (compressed ones as stored), the active one's records included
+	ActiveBytes int64  // bytes of records in the active segment
+	// CompressedSegments counts the sealed segments stored compressed.
+	CompressedSegments int
 }
 
 // Stats returns a snapshot of the log's counters.
 func (l *Log) Stats() Stats {
 	var st Stats
 	l.mu.Lock()
-	st.NextSeq = l.nextSeq
+	st.NextSeq, st.WrittenSeq = l.nextSeq, l.written.seq
 	l.mu.Unlock()
 	l.stMu.Lock()
-	st.WrittenSeq, st.SyncedSeq = l.written.seq, l.synced.seq
+	st.SyncedSeq = l.synced.seq
 	l.stMu.Unlock()
 	l.segMu.RLock()
 	st.Segments = len(l.segs)
-	for _, s := range l.segs {
-		st.Bytes += s.size.Load()
-	}
-	if len(l.segs) > 0 {
-		st.ActiveBytes = l.segs[len(l.segs)-1].size.Load()
+	for i, s := range l.segs {
+		if i == len(l.segs)-1 {
+			st.ActiveBytes = s.size.Load()
+			st.Bytes += st.ActiveBytes
+			continue
+		}
+		st.Bytes += s.stored.Load()
+		if d, done := s.read(); d != nil {
+			if d.compressed() {
+				st.CompressedSegments++
+			}
+			done()
+		} else {
+			done()
+		}
 	}
 	l.segMu.RUnlock()
 	return st
 }
 
 // Close stops accepting records, waits for the appends in flight, fsyncs,
-// writes a final checkpoint (with a key), and closes the files. It is
-// idempotent and returns the first close error every time.
+// writes a final checkpoint (with a key), cuts the active segment's
+// preallocated tail, and closes the files. It is idempotent and returns the
+// first close error every time.
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.closed = true
 		l.closedFlag.Store(true)
-		l.space.Broadcast()
 		l.mu.Unlock()
 		l.inflight.Wait()
 		close(l.stop)
@@ -535,7 +458,15 @@ func (l *Log) Close() error {
 		if l.ck != nil {
 			errs = append(errs, l.ck.close())
 		}
-		errs = append(errs, l.wf.Close())
+		l.mu.Lock()
+		if l.broken == nil {
+			// Leave the segment as long as its records; the next Open
+			// preallocates it again.
+			errs = append(errs, l.out.seal(l.active.size.Load()))
+		}
+		errs = append(errs, l.out.close())
+		l.mu.Unlock()
+		errs = append(errs, l.closeRetired())
 		l.segMu.Lock()
 		for _, s := range l.segs {
 			s.retire()

@@ -21,6 +21,7 @@ func (l *Log) maintLoop() {
 	t := time.NewTicker(retentionCheckInterval)
 	defer t.Stop()
 	for {
+		l.closeRetired()
 		l.sealAll()
 		if err := l.enforceRetention(); err != nil && !errors.Is(err, ErrClosed) {
 			l.logger.Error("recorder: retention", "dir", l.dir, "err", err)
@@ -44,7 +45,30 @@ func (l *Log) sealed() []*segment {
 	return append([]*segment(nil), l.segs[:len(l.segs)-1]...)
 }
 
-// sealAll writes the index file of every sealed segment that lacks one.
+// closeRetired cuts the preallocated tails of sealed segments, and
+// closes (and unmaps) their writers.
+func (l *Log) closeRetired() error {
+	l.mu.Lock()
+	ws := l.retired
+	l.retired = nil
+	l.mu.Unlock()
+	if len(ws) == 0 {
+		return nil
+	}
+	l.syncMu.Lock() // the group commit may still be using one
+	defer l.syncMu.Unlock()
+	var errs []error
+	for _, r := range ws {
+		if err := errors.Join(r.w.seal(r.size), r.w.close()); err != nil {
+			l.logger.Warn("recorder: cutting and closing a sealed segment", "segment", r.w.name, "err", err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sealAll writes the index file of every sealed segment that lacks one and,
+// with compression, compresses it.
 func (l *Log) sealAll() {
 	l.maintMu.Lock()
 	defer l.maintMu.Unlock()
@@ -54,18 +78,25 @@ func (l *Log) sealAll() {
 			return
 		default:
 		}
+		if !s.acquire() {
+			continue
+		}
 		l.idxMu.RLock()
 		need, mem := s.disk == nil, s.mem
 		l.idxMu.RUnlock()
-		if !need || !s.acquire() {
-			continue
+		if need {
+			if err := l.seal(s, mem); err != nil {
+				l.logger.Error("recorder: writing segment index; queries scan the segment meanwhile",
+					"segment", s.name, "err", err)
+			}
 		}
-		err := l.seal(s, mem)
+		if l.cfg.Compression == CompressionZstd {
+			if err := l.compress(s); err != nil && !errors.Is(err, errStopped) {
+				l.logger.Error("recorder: compressing a sealed segment; it stays uncompressed",
+					"segment", s.name, "err", err)
+			}
+		}
 		s.release()
-		if err != nil {
-			l.logger.Error("recorder: writing segment index; queries scan the segment meanwhile",
-				"segment", s.name, "err", err)
-		}
 	}
 }
 
@@ -76,14 +107,18 @@ func (l *Log) seal(s *segment, mem *memIndex) error {
 	var ents []idxEntry
 	if mem != nil {
 		// Copy under the lock, sort outside it: sorting a full segment's
-		// entries takes tens of milliseconds, and every flush needs the lock.
+		// entries takes tens of milliseconds, and every append of a traced
+		// record needs the lock.
 		l.idxMu.RLock()
 		ents = mem.entries()
 		l.idxMu.RUnlock()
 		sortEntries(ents)
 	} else {
+		data, done := s.read()
 		var err error
-		if ents, err = scanIndex(s.rf, size); err != nil {
+		ents, err = scanIndex(data, size)
+		done()
+		if err != nil {
 			return err
 		}
 	}
@@ -113,10 +148,51 @@ func (l *Log) seal(s *segment, mem *memIndex) error {
 	return nil
 }
 
+// compress replaces a sealed segment by its compressed form: written to a
+// temporary file (each frame checked by decompressing it), fsynced,
+// renamed, opened and checked again, swapped in for readers, and only then
+// is the plain file removed. A crash at any point leaves the plain file, or
+// both (Open keeps the plain one and removes the other).
+func (l *Log) compress(s *segment) error {
+	data, done := s.read()
+	if data.compressed() {
+		done()
+		return nil
+	}
+	size := s.size.Load()
+	zname := zsegName(s.first)
+	zpath := segPath(l.dir, zname)
+	stored, err := compressSegment(data, size, zpath, l.stop)
+	done()
+	if err != nil {
+		return err
+	}
+	if err := syncDir(l.dir); err != nil {
+		return err
+	}
+	z, err := openZseg(zpath, zname)
+	if err == nil && z.size != size {
+		z.Close()
+		err = fmt.Errorf("%s holds %d bytes, the segment %d", zname, z.size, size)
+	}
+	if err != nil {
+		os.Remove(zpath)
+		return err
+	}
+	s.stored.Store(stored)
+	if err := s.replaceData(z); err != nil {
+		l.logger.Warn("recorder: closing a segment replaced by its compressed form", "segment", s.name, "err", err)
+	}
+	if err := os.Remove(segPath(l.dir, s.name)); err != nil {
+		return err
+	}
+	return syncDir(l.dir)
+}
+
 // scanIndex reads a segment and returns its index entries, sorted.
 func scanIndex(r io.ReaderAt, size int64) ([]idxEntry, error) {
 	m := newMemIndex()
-	lr := newLineReader(io.NewSectionReader(r, 0, size), 0)
+	lr := newSegReader(r, 0, size)
 	for {
 		line, off, err := lr.next()
 		if err == io.EOF {
@@ -176,8 +252,12 @@ func (l *Log) enforceRetention() error {
 		return nil
 	}
 	var total int64
-	for _, s := range segs {
-		total += s.size.Load() + l.indexBytes(s)
+	for i, s := range segs {
+		if i == len(segs)-1 {
+			total += s.size.Load()
+			continue
+		}
+		total += s.stored.Load() + l.indexBytes(s)
 	}
 	var byAge, bySize bool
 	var removedBytes int64
@@ -189,7 +269,7 @@ func (l *Log) enforceRetention() error {
 			break
 		}
 		byAge, bySize = byAge || old, bySize || big
-		b := s.size.Load() + l.indexBytes(s)
+		b := s.stored.Load() + l.indexBytes(s)
 		total -= b
 		removedBytes += b
 		n++
@@ -235,7 +315,7 @@ func (l *Log) enforceRetention() error {
 		if err := os.Remove(segPath(l.dir, idxName(s.name))); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
-		if err := os.Remove(segPath(l.dir, s.name)); err != nil {
+		if err := os.Remove(segPath(l.dir, s.fileName())); err != nil {
 			errs = append(errs, err)
 		}
 		s.retire()

@@ -19,10 +19,15 @@ import (
 // Start-up checks the log: every segment's first and last record (hash, seq
 // continuity, link to the previous segment, file name), the whole active
 // segment (which also rebuilds its in-memory index), and the newest
-// checkpoint (the log must reach it and match its hash). A torn last line —
-// bytes after the final newline, left by a crash mid-write — is cut away,
-// logged with its byte count, and recorded as a KindRecovery record; the
-// chain continues from the last whole record. Any other failure is a
+// checkpoint (the log must reach it and match its hash). The records of the
+// last segment end at the first NUL byte where a line would start (its
+// preallocated tail) or at the end of the file; non-zero bytes after the
+// last whole record — a line a crash cut mid-copy, or pages a crash of the
+// machine wrote back out of order — are cut away, logged with their byte
+// count, and recorded as a KindRecovery record; the chain continues from
+// the last whole record. A sealed segment whose preallocated tail a crash
+// left uncut is cut, and a compressed copy beside its plain segment (a crash
+// mid-compression) removed. Any other failure is a
 // *VerifyError (wrapping ErrCorrupt) naming the segment and seq, unless
 // cfg.Recover is set: then the files are moved to a recovered-<time>
 // subdirectory and a new chain starts with a KindRecovery record saying why.
@@ -44,9 +49,9 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l := &Log{
 		cfg: cfg, dir: cfg.Dir, logger: cfg.Logger, clock: cfg.Clock, lock: lock,
-		cur: newBatch(), pendingLimit: maxPendingBytes, kick: make(chan struct{}, 1), dirty: make(chan struct{}, 1), stop: make(chan struct{}),
+		kick: make(chan struct{}, 1), dirty: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
-	l.space = sync.NewCond(&l.mu)
+	l.syncDone = sync.NewCond(&l.stMu)
 	pending, err := l.start(ctx)
 	if err != nil {
 		unlockDir(lock)
@@ -90,6 +95,20 @@ func (l *Log) start(ctx context.Context) ([]*Record, error) {
 		}
 		return nil, err
 	}
+	for _, u := range st.unsealed {
+		if err := cutTail(segPath(l.dir, u.seg.name), u.size); err != nil {
+			st.closeAll()
+			return nil, fmt.Errorf("cutting the preallocated tail of %s: %w", u.seg.name, err)
+		}
+		l.logger.Warn("recorder: cut the preallocated tail of a segment a crash left unsealed", "segment", u.seg.name)
+	}
+	for _, name := range st.shadows {
+		// A crash between compressing a segment and removing the original:
+		// the original is kept and compressed again.
+		if err := os.Remove(segPath(l.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			l.logger.Warn("recorder: removing a compressed copy beside its segment", "file", name, "err", err)
+		}
+	}
 	if st.tornBytes > 0 {
 		last := st.segs[len(st.segs)-1]
 		if err := cutTail(segPath(l.dir, last.name), st.tornAt); err != nil {
@@ -118,28 +137,9 @@ func (l *Log) start(ctx context.Context) ([]*Record, error) {
 	}
 	l.written, l.synced = st.last, st.last
 	l.segs = st.segs
-	if len(l.segs) == 0 {
-		seg, wf, err := createSegment(l.dir, st.next)
-		if err != nil {
-			return nil, err
-		}
-		l.segs, l.active, l.wf = []*segment{seg}, seg, wf
-	} else {
-		l.active = l.segs[len(l.segs)-1]
-		l.active.last = st.last
-		wf, err := os.OpenFile(segPath(l.dir, l.active.name), os.O_WRONLY|os.O_APPEND, 0)
-		if err == nil {
-			// What the previous process wrote may sit in the page cache only.
-			err = wf.Sync()
-		}
-		if err != nil {
-			if wf != nil {
-				wf.Close()
-			}
-			st.closeAll()
-			return nil, err
-		}
-		l.wf = wf
+	if err := l.openActive(); err != nil {
+		st.closeAll()
+		return nil, err
 	}
 	if l.cfg.CheckpointKey != nil {
 		l.ck = &checkpointer{key: l.cfg.CheckpointKey, keyID: l.cfg.CheckpointKeyID,
@@ -154,6 +154,38 @@ func (l *Log) start(ctx context.Context) ([]*Record, error) {
 	return pending, nil
 }
 
+// openActive opens the last segment for appending — preallocated again and
+// mapped — or creates one when there is none or the last one is compressed.
+func (l *Log) openActive() error {
+	if n := len(l.segs); n > 0 {
+		if last := l.segs[n-1]; !last.data.compressed() {
+			size := last.size.Load()
+			w, err := openSegWriter(segPath(l.dir, last.name), last.name, size, max(l.cfg.SegmentBytes, size), false)
+			if err == nil {
+				// What the previous process wrote may sit in the page cache only.
+				if err = w.sync(); err != nil {
+					w.close()
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if last.mem == nil {
+				last.mem = newMemIndex()
+			}
+			l.active, l.out = last, w
+			return nil
+		}
+	}
+	seg, w, err := createSegment(l.dir, l.nextSeq, l.cfg.SegmentBytes)
+	if err != nil {
+		return err
+	}
+	l.segs = append(l.segs, seg)
+	l.active, l.out, l.dirDirty = seg, w, true
+	return nil
+}
+
 // loaded is what load found.
 type loaded struct {
 	segs      []*segment
@@ -165,6 +197,15 @@ type loaded struct {
 	ckTorn    int64  // bytes of a torn last checkpoint line
 	lastCk    Checkpoint
 	maxSeq    uint64 // highest seq seen anywhere, to number a new chain
+	unsealed  []unsealed
+	shadows   []string // compressed copies beside their plain segment
+}
+
+// unsealed is a sealed segment whose preallocated tail was not cut (a crash
+// right after the next segment started): size is where its records end.
+type unsealed struct {
+	seg  *segment
+	size int64
 }
 
 func (st *loaded) closeAll() {
@@ -182,7 +223,7 @@ func load(ctx context.Context, dir string, logger *slog.Logger) (*loaded, error)
 	if err != nil {
 		return st, err
 	}
-	cks, ckEnd, ckTorn, err := readCheckpoints(segPath(dir, checkpointsFile), nil)
+	cks, ckEnd, ckTorn, err := readCheckpoints(segPath(dir, checkpointsFile))
 	if err != nil {
 		return st, err
 	}
@@ -205,26 +246,33 @@ func load(ctx context.Context, dir string, logger *slog.Logger) (*loaded, error)
 		if err := ctx.Err(); err != nil {
 			return fail(err)
 		}
-		rf, err := os.Open(segPath(dir, sf.name))
+		if sf.shadow != "" {
+			st.shadows = append(st.shadows, sf.shadow)
+		}
+		data, err := openFileData(dir, sf)
 		if err != nil {
 			return fail(err)
 		}
-		seg := &segment{name: sf.name, first: sf.first, rf: rf}
+		seg := &segment{name: segName(sf.first), first: sf.first, data: data}
 		var prev *tip
 		if i > 0 {
 			prev = &st.segs[i-1].last
 		}
 		st.segs = append(st.segs, seg)
 		if i < len(files)-1 {
-			if err := loadSealed(dir, seg, sf.size, prev, logger); err != nil {
+			end, err := loadSealed(dir, seg, prev, logger)
+			if err != nil {
 				return fail(err)
+			}
+			if size, _ := data.dataSize(); end < size {
+				st.unsealed = append(st.unsealed, unsealed{seg, end})
 			}
 		} else {
 			var want uint64
 			if ck != nil {
 				want = ck.Seq
 			}
-			if ckHash, err = st.loadActive(seg, sf.size, prev, want); err != nil {
+			if ckHash, err = st.loadActive(seg, prev, want); err != nil {
 				return fail(err)
 			}
 		}
@@ -242,7 +290,7 @@ func load(ctx context.Context, dir string, logger *slog.Logger) (*loaded, error)
 		// start afresh.
 		for _, s := range st.segs {
 			s.closeFiles()
-			os.Remove(segPath(dir, s.name))
+			os.Remove(segPath(dir, s.data.fileName()))
 		}
 		st.segs, st.next = nil, 1
 	}
@@ -324,46 +372,74 @@ func checkLine(seg string, line []byte) (frame, head, error) {
 	return f, h, nil
 }
 
+// openFileData opens a listed segment file. A compressed segment whose seek
+// table does not parse is a *VerifyError.
+func openFileData(dir string, sf segFile) (segData, error) {
+	if !sf.compressed {
+		return openPlain(dir, sf.name)
+	}
+	z, err := openZseg(segPath(dir, sf.name), sf.name)
+	if errors.Is(err, errZseg) {
+		return nil, &VerifyError{Segment: sf.name, Seq: sf.first, Problem: ProblemEdited, Detail: err.Error()}
+	}
+	return z, err
+}
+
 // loadSealed checks a sealed segment's first and last record and loads its
-// index file if it is usable (else maintenance rebuilds it).
-func loadSealed(dir string, seg *segment, size int64, prev *tip, logger *slog.Logger) error {
+// index file if it is usable (else maintenance rebuilds it). It returns
+// where the records end: the data size, less a zeroed preallocated tail
+// that a crash left uncut.
+func loadSealed(dir string, seg *segment, prev *tip, logger *slog.Logger) (int64, error) {
+	size, err := seg.data.dataSize()
+	if err != nil {
+		return 0, err
+	}
+	if !seg.data.compressed() {
+		if size, err = trimZeroTail(seg.data, size); err != nil {
+			return 0, err
+		}
+	}
+	name := seg.data.fileName()
 	if size == 0 {
-		return &VerifyError{Segment: seg.name, Seq: seg.first, Problem: ProblemTruncated, Detail: "segment is empty but is not the last one"}
+		return 0, &VerifyError{Segment: name, Seq: seg.first, Problem: ProblemTruncated, Detail: "segment is empty but is not the last one"}
 	}
-	first, err := firstLineAt(seg.rf, size)
+	first, err := firstLineAt(seg.data, size)
 	if err != nil {
-		return &VerifyError{Segment: seg.name, Seq: seg.first, Problem: ProblemTruncated, Detail: "first record: " + err.Error()}
+		return 0, &VerifyError{Segment: name, Seq: seg.first, Problem: ProblemTruncated, Detail: "first record: " + err.Error()}
 	}
-	f, h, err := checkLine(seg.name, first)
+	f, h, err := checkLine(name, first)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if err := checkLink(seg.name, f, prev, h.kind); err != nil {
-		return err
+	if err := checkLink(name, f, prev, h.kind); err != nil {
+		return 0, err
 	}
 	if f.seq != seg.first {
-		return &VerifyError{Segment: seg.name, Seq: f.seq, Problem: ProblemEdited,
+		return 0, &VerifyError{Segment: name, Seq: f.seq, Problem: ProblemEdited,
 			Detail: fmt.Sprintf("segment file is named for seq %d but starts with seq %d", seg.first, f.seq)}
 	}
-	lastLine, _, err := lastLineAt(seg.rf, size)
+	lastLine, _, err := lastLineAt(seg.data, size)
 	if err != nil {
-		return &VerifyError{Segment: seg.name, Seq: seg.first, Problem: ProblemTruncated,
+		return 0, &VerifyError{Segment: name, Seq: seg.first, Problem: ProblemTruncated,
 			Detail: "segment does not end with a whole record: " + err.Error()}
 	}
-	lf, _, err := checkLine(seg.name, lastLine)
+	lf, _, err := checkLine(name, lastLine)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if lf.seq < f.seq {
-		return &VerifyError{Segment: seg.name, Seq: lf.seq, Problem: ProblemReordered, Detail: "the last record's seq is below the first's"}
+		return 0, &VerifyError{Segment: name, Seq: lf.seq, Problem: ProblemReordered, Detail: "the last record's seq is below the first's"}
 	}
 	t, _ := recordTime(lastLine)
 	seg.last = tip{seq: lf.seq, hash: lf.hash, time: t}
 	seg.size.Store(size)
+	if err := storeSize(seg, size); err != nil {
+		return 0, err
+	}
 	xf, err := os.Open(segPath(dir, idxName(seg.name)))
 	if err != nil {
 		logger.Info("recorder: index missing; rebuilding it in the background", "segment", seg.name)
-		return nil
+		return size, nil
 	}
 	info, err := xf.Stat()
 	var d *diskIndex
@@ -376,17 +452,21 @@ func loadSealed(dir string, seg *segment, size int64, prev *tip, logger *slog.Lo
 	if err != nil {
 		xf.Close()
 		logger.Warn("recorder: index unusable; rebuilding it in the background", "segment", seg.name, "err", err)
-		return nil
+		return size, nil
 	}
 	seg.disk, seg.idxf = d, xf
-	return nil
+	return size, nil
 }
 
 // loadActive checks every record of the last segment and indexes it in
-// memory. A torn last line is noted in st, not cut. It returns the hash of
-// record ckSeq if the segment holds it.
-func (st *loaded) loadActive(seg *segment, size int64, prev *tip, ckSeq uint64) ([]byte, error) {
+// memory. Its records end at a NUL byte where a line would start (the
+// preallocated tail) or at the end of the file; non-zero bytes after the
+// last whole record — a line cut by a crash mid-copy, or pages a machine
+// crash wrote back without the ones before them — are noted in st as torn,
+// not cut. It returns the hash of record ckSeq if the segment holds it.
+func (st *loaded) loadActive(seg *segment, prev *tip, ckSeq uint64) ([]byte, error) {
 	seg.mem = newMemIndex()
+	name := seg.data.fileName()
 	if prev != nil {
 		seg.last = *prev
 	}
@@ -395,25 +475,29 @@ func (st *loaded) loadActive(seg *segment, size int64, prev *tip, ckSeq uint64) 
 		if seg.first <= prev.seq {
 			p = ProblemReordered
 		}
-		return nil, &VerifyError{Segment: seg.name, Seq: prev.seq + 1, Problem: p,
+		return nil, &VerifyError{Segment: name, Seq: prev.seq + 1, Problem: p,
 			Detail: fmt.Sprintf("segment file is named for seq %d but the previous segment ends at seq %d", seg.first, prev.seq)}
 	}
+	size, err := seg.data.dataSize()
+	if err != nil {
+		return nil, err
+	}
 	var ckHash []byte
-	lr := newLineReader(io.NewSectionReader(seg.rf, 0, size), 0)
+	lr := newSegReader(seg.data, 0, size)
 	var lastLine []byte
+	end := int64(0)
 	for {
 		line, off, err := lr.next()
 		if err == io.EOF {
 			break
 		}
 		if errors.Is(err, errPartial) {
-			st.tornAt, st.tornBytes = off, int64(len(line))
 			break
 		}
 		if err != nil {
-			return nil, &VerifyError{Segment: seg.name, Seq: seg.last.seq + 1, Problem: ProblemEdited, Detail: err.Error()}
+			return nil, &VerifyError{Segment: name, Seq: seg.last.seq + 1, Problem: ProblemEdited, Detail: err.Error()}
 		}
-		f, h, err := checkLine(seg.name, line)
+		f, h, err := checkLine(name, line)
 		if err != nil {
 			return nil, err
 		}
@@ -421,11 +505,11 @@ func (st *loaded) loadActive(seg *segment, size int64, prev *tip, ckSeq uint64) 
 		if seg.last.seq == 0 {
 			p = nil
 		}
-		if err := checkLink(seg.name, f, p, h.kind); err != nil {
+		if err := checkLink(name, f, p, h.kind); err != nil {
 			return nil, err
 		}
 		if off == 0 && f.seq != seg.first {
-			return nil, &VerifyError{Segment: seg.name, Seq: f.seq, Problem: ProblemEdited,
+			return nil, &VerifyError{Segment: name, Seq: f.seq, Problem: ProblemEdited,
 				Detail: fmt.Sprintf("segment file is named for seq %d but starts with seq %d", seg.first, f.seq)}
 		}
 		if len(h.traceID) > 0 {
@@ -436,23 +520,50 @@ func (st *loaded) loadActive(seg *segment, size int64, prev *tip, ckSeq uint64) 
 		}
 		seg.last.seq, seg.last.hash = f.seq, f.hash
 		lastLine = append(lastLine[:0], line...)
+		end = off + int64(len(line)) + 1
 	}
 	if lastLine != nil {
 		seg.last.time, _ = recordTime(lastLine)
 	}
-	seg.size.Store(size - st.tornBytes)
-	return ckHash, nil
+	if end < size {
+		if seg.data.compressed() {
+			return nil, &VerifyError{Segment: name, Seq: seg.last.seq + 1, Problem: ProblemTruncated,
+				Detail: fmt.Sprintf("segment ends mid-record: %d bytes after the last whole record", size-end)}
+		}
+		nz, err := lastNonZero(seg.data, end, size)
+		if err != nil {
+			return nil, err
+		}
+		if nz > end {
+			st.tornAt, st.tornBytes = end, nz-end
+		}
+	}
+	seg.size.Store(end)
+	return ckHash, storeSize(seg, end)
+}
+
+// storeSize records the bytes a segment whose records end at size takes on
+// disk, as retention counts them.
+func storeSize(seg *segment, size int64) error {
+	if !seg.data.compressed() {
+		seg.stored.Store(size)
+		return nil
+	}
+	stored, err := seg.data.storedSize()
+	seg.stored.Store(stored)
+	return err
 }
 
 // hashOfSeq finds record seq in a segment by reading it in order.
 func hashOfSeq(seg *segment, seq uint64) ([]byte, error) {
-	lr := newLineReader(io.NewSectionReader(seg.rf, 0, seg.size.Load()), 0)
+	lr := newSegReader(seg.data, 0, seg.size.Load())
+	name := seg.data.fileName()
 	for {
 		line, _, err := lr.next()
 		if err != nil {
-			return nil, &VerifyError{Segment: seg.name, Seq: seq, Problem: ProblemDeleted, Detail: "the checkpointed record is missing"}
+			return nil, &VerifyError{Segment: name, Seq: seq, Problem: ProblemDeleted, Detail: "the checkpointed record is missing"}
 		}
-		f, _, err := checkLine(seg.name, line)
+		f, _, err := checkLine(name, line)
 		if err != nil {
 			return nil, err
 		}

@@ -89,27 +89,14 @@ func traceSegments(ctx context.Context, segs []*segment, mu *sync.RWMutex, trace
 				scan = true
 			}
 		}
+		data, done := s.read()
 		var err error
 		if scan {
-			out, err = scanTrace(ctx, s, traceID, out, limit)
+			out, err = scanTrace(ctx, data, traceID, out, limit)
 		} else {
-			for _, p := range ps {
-				if len(out) >= limit {
-					break
-				}
-				if buf, err = readAt(s.rf, buf, p); err != nil {
-					return nil, fmt.Errorf("recorder: reading %s: %w", s.name, err)
-				}
-				var r Record
-				ok, err := matchRecord(s.name, buf[:len(buf)-1], traceID, &r)
-				if err != nil {
-					return nil, err
-				}
-				if ok {
-					out = append(out, r)
-				}
-			}
+			out, buf, err = readTrace(data, ps, traceID, out, limit, buf)
 		}
+		done()
 		if err != nil {
 			return nil, err
 		}
@@ -118,6 +105,28 @@ func traceSegments(ctx context.Context, segs []*segment, mu *sync.RWMutex, trace
 		}
 	}
 	return out, nil
+}
+
+// readTrace reads the records at ps that belong to traceID.
+func readTrace(data segData, ps []pos, traceID string, out []Record, limit int, buf []byte) ([]Record, []byte, error) {
+	var err error
+	for _, p := range ps {
+		if len(out) >= limit {
+			break
+		}
+		if buf, err = readAt(data, buf, p); err != nil {
+			return out, buf, fmt.Errorf("recorder: reading %s: %w", data.fileName(), err)
+		}
+		var r Record
+		ok, err := matchRecord(data.fileName(), buf[:len(buf)-1], traceID, &r)
+		if err != nil {
+			return out, buf, err
+		}
+		if ok {
+			out = append(out, r)
+		}
+	}
+	return out, buf, nil
 }
 
 // readAt reads the line at p into buf (reused) and checks it ends a line.
@@ -161,13 +170,15 @@ func decodeChecked(seg string, line []byte, r *Record) error {
 }
 
 // scanTrace reads a whole segment for the records of traceID.
-func scanTrace(ctx context.Context, s *segment, traceID string, out []Record, limit int) ([]Record, error) {
-	// The file size, not s.size: a Reader's last segment may have grown.
-	size := s.size.Load()
-	if info, err := s.rf.Stat(); err == nil {
-		size = info.Size()
+func scanTrace(ctx context.Context, data segData, traceID string, out []Record, limit int) ([]Record, error) {
+	// The data's size now, not the segment's: a Reader's last segment may
+	// have grown.
+	size, err := data.dataSize()
+	if err != nil {
+		return out, fmt.Errorf("recorder: reading %s: %w", data.fileName(), err)
 	}
-	lr := newLineReader(io.NewSectionReader(s.rf, 0, size), 0)
+	name := data.fileName()
+	lr := newSegReader(data, 0, size)
 	for n := 0; len(out) < limit; n++ {
 		if n%4096 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -179,14 +190,14 @@ func scanTrace(ctx context.Context, s *segment, traceID string, out []Record, li
 			return out, nil
 		}
 		if err != nil {
-			return out, fmt.Errorf("recorder: reading %s: %w", s.name, err)
+			return out, fmt.Errorf("recorder: reading %s: %w", name, err)
 		}
 		h, ok := parseHead(line)
 		if ok && string(h.traceID) != traceID {
 			continue
 		}
 		var r Record
-		if ok, err := matchRecord(s.name, line, traceID, &r); err != nil {
+		if ok, err := matchRecord(name, line, traceID, &r); err != nil {
 			return out, err
 		} else if ok {
 			out = append(out, r)
@@ -197,8 +208,9 @@ func scanTrace(ctx context.Context, s *segment, traceID string, out []Record, li
 
 // Reader reads a recorder directory without taking the writer's lock, for
 // the audit CLI and other tools: a sidecar may be appending meanwhile. It
-// uses the index files of sealed segments when they are usable and reads
-// the others (the active segment among them) in full. Trace, Tail and
+// reads plain and compressed segments alike, uses the index files of sealed
+// segments when they are usable and reads the others (the active segment
+// among them) in full, up to the zeroed tail of a preallocated segment. Trace, Tail and
 // Follow may run concurrently; Close comes last.
 type Reader struct {
 	dir   string
@@ -218,7 +230,11 @@ func OpenReader(dir string) (*Reader, error) {
 	}
 	r := &Reader{dir: dir}
 	for i, sf := range files {
-		rf, err := os.Open(segPath(dir, sf.name))
+		data, err := openFileData(dir, sf)
+		if errors.Is(err, os.ErrNotExist) {
+			// Compressed since the listing (or removed by retention).
+			data, err = openSegData(dir, sf.first)
+		}
 		if errors.Is(err, os.ErrNotExist) {
 			continue // removed by retention since the listing
 		}
@@ -226,10 +242,16 @@ func OpenReader(dir string) (*Reader, error) {
 			r.Close()
 			return nil, fmt.Errorf("recorder: %w", err)
 		}
-		s := &segment{name: sf.name, first: sf.first, rf: rf}
-		s.size.Store(sf.size)
+		size, err := data.dataSize()
+		if err != nil {
+			data.Close()
+			r.Close()
+			return nil, fmt.Errorf("recorder: %w", err)
+		}
+		s := &segment{name: segName(sf.first), first: sf.first, data: data}
+		s.size.Store(size)
 		if i < len(files)-1 {
-			s.disk, s.idxf = openIndex(dir, s, sf.size)
+			s.disk, s.idxf = openIndex(dir, s, size)
 		}
 		r.segs = append(r.segs, s)
 	}

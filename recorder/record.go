@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/iatp/iatp/internal/wire"
 )
 
 // Kind is what a record is about.
@@ -44,6 +46,16 @@ const maxKindLen = 32
 // Record is one entry of the flight recorder. Append fills Seq, PrevHash and
 // Hash (and Time when it is zero); the caller fills the rest.
 //
+// PayloadValid is not part of the record: it tells Append that Payload is
+// known to be exactly one valid JSON value — typically because the sidecar's
+// detector (detect.ScrubJSON) parsed it and produced it — so that Append
+// skips validating it again. Append then only drops insignificant white
+// space in one pass, which is a plain copy for compact JSON, and still
+// refuses a control character inside a string, so a wrong flag can never
+// put a line break or a NUL byte into the log. A payload flagged valid that
+// is not is recorded, but fails Verify as not canonical: only set the flag
+// on bytes a JSON parser accepted.
+//
 // The JSON member order below is the on-disk order. A record's hash is the
 // lowercase hex SHA-256 of its canonical bytes: the record encoded as
 // encoding/json encodes this struct with HTML escaping off and without the
@@ -66,38 +78,12 @@ type Record struct {
 	Details       json.RawMessage `json:"details,omitempty"`
 	PrevHash      string          `json:"prev_hash"`
 	Hash          string          `json:"hash"`
+	PayloadValid  bool            `json:"-"`
 }
 
 // ValidTraceID reports whether id is a trace id: 1-128 characters of
 // [A-Za-z0-9._:-] (PROTOCOL.md section 5).
-func ValidTraceID(id string) bool {
-	if len(id) == 0 || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if !traceIDChar[id[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// traceIDChar is the trace-id alphabet.
-var traceIDChar = func() (t [256]bool) {
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = true
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for _, c := range "._:-" {
-		t[c] = true
-	}
-	return t
-}()
+func ValidTraceID(id string) bool { return wire.ValidTraceID(id) }
 
 // validKind reports whether k is 1-32 characters of [a-z0-9_] starting with a
 // letter. Kinds need no JSON escaping, which the index rebuild relies on.

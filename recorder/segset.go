@@ -6,13 +6,19 @@ import (
 	"sync/atomic"
 )
 
-// segment is one segment file of an open log or reader.
+// segment is one segment of an open log or reader.
 type segment struct {
-	name  string
-	first uint64
-	rf    *os.File     // read handle (ReadAt is safe for concurrent use)
-	size  atomic.Int64 // bytes of whole records
-	last  tip          // last record; set by the writer, fixed once sealed
+	name   string // plain file name, seg-<first seq>.log: the segment's identity
+	first  uint64
+	size   atomic.Int64 // bytes of whole records (uncompressed)
+	stored atomic.Int64 // bytes on disk once sealed (compressed or not)
+	last   tip          // last record; set by the writer, fixed once sealed
+
+	// dataMu is held shared while reading data and exclusively to replace it
+	// (by its compressed form), so the replaced file is closed at once and
+	// its disk space freed.
+	dataMu sync.RWMutex
+	data   segData
 
 	// Index state, guarded by the owner's index lock: exactly one of mem (the
 	// active segment, or a sealed one until its index file is written) and
@@ -67,9 +73,38 @@ func (s *segment) retire() {
 	}
 }
 
+// read returns the segment's data, held until done is called.
+func (s *segment) read() (data segData, done func()) {
+	s.dataMu.RLock()
+	return s.data, s.dataMu.RUnlock
+}
+
+// fileName is the name of the segment's file as it is now.
+func (s *segment) fileName() string {
+	d, done := s.read()
+	defer done()
+	if d == nil {
+		return s.name
+	}
+	return d.fileName()
+}
+
+// replaceData swaps the segment's data for d and closes the old one once no
+// reader holds it.
+func (s *segment) replaceData(d segData) error {
+	s.dataMu.Lock()
+	old := s.data
+	s.data = d
+	s.dataMu.Unlock()
+	if old == nil {
+		return nil
+	}
+	return old.Close()
+}
+
 func (s *segment) closeFiles() {
-	if s.rf != nil {
-		s.rf.Close()
+	if s.data != nil {
+		s.data.Close()
 	}
 	if s.idxf != nil {
 		s.idxf.Close()

@@ -43,7 +43,7 @@ func (r *Reader) Tail(ctx context.Context, n int) ([]Record, Cursor, error) {
 		if s == newest {
 			cur = Cursor{seg: s.first, off: end}
 		}
-		groups = append(groups, group{s.name, lines})
+		groups = append(groups, group{s.fileName(), lines})
 		have += len(lines)
 	}
 	out := make([]Record, 0, have)
@@ -62,11 +62,13 @@ func (r *Reader) Tail(ctx context.Context, n int) ([]Record, Cursor, error) {
 // lastLines returns copies of the last n whole lines of a segment and the
 // offset after the last whole line.
 func lastLines(ctx context.Context, s *segment, n int) ([][]byte, int64, error) {
-	info, err := s.rf.Stat()
+	data, done := s.read()
+	defer done()
+	size, err := data.dataSize()
 	if err != nil {
 		return nil, 0, err
 	}
-	lr := newLineReader(io.NewSectionReader(s.rf, 0, info.Size()), 0)
+	lr := newSegReader(data, 0, size)
 	ring := make([][]byte, 0, n)
 	next := 0
 	var end int64
@@ -81,7 +83,7 @@ func lastLines(ctx context.Context, s *segment, n int) ([][]byte, int64, error) 
 			break
 		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("recorder: reading %s: %w", s.name, err)
+			return nil, 0, fmt.Errorf("recorder: reading %s: %w", data.fileName(), err)
 		}
 		end = off + int64(len(line)) + 1
 		if n == 0 {
@@ -107,7 +109,7 @@ func (r *Reader) Follow(ctx context.Context, c Cursor, poll time.Duration, fn fu
 	if poll <= 0 {
 		poll = 200 * time.Millisecond
 	}
-	var f *os.File
+	var f segData
 	defer func() {
 		if f != nil {
 			f.Close()
@@ -123,7 +125,10 @@ func (r *Reader) Follow(ctx context.Context, c Cursor, poll time.Duration, fn fu
 				if next != c.seg {
 					c = Cursor{seg: next}
 				}
-				if f, err = os.Open(segPath(r.dir, segName(c.seg))); err != nil && !errors.Is(err, os.ErrNotExist) {
+				if f, err = openSegData(r.dir, c.seg); errors.Is(err, os.ErrNotExist) {
+					f, err = nil, nil
+				}
+				if err != nil {
 					return fmt.Errorf("recorder: %w", err)
 				}
 			}
@@ -173,16 +178,16 @@ func (r *Reader) segmentFrom(from uint64) (uint64, bool, error) {
 }
 
 // drain delivers the whole lines of f from c on.
-func (r *Reader) drain(ctx context.Context, f *os.File, c Cursor, fn func(Record) error) (Cursor, error) {
-	info, err := f.Stat()
+func (r *Reader) drain(ctx context.Context, f segData, c Cursor, fn func(Record) error) (Cursor, error) {
+	size, err := f.dataSize()
 	if err != nil {
 		return c, err
 	}
-	if info.Size() <= c.off {
+	if size <= c.off {
 		return c, nil
 	}
-	name := segName(c.seg)
-	lr := newLineReader(io.NewSectionReader(f, c.off, info.Size()-c.off), c.off)
+	name := f.fileName()
+	lr := newSegReader(f, c.off, size)
 	for {
 		if err := ctx.Err(); err != nil {
 			return c, nil

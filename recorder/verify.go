@@ -15,10 +15,11 @@ import (
 
 // VerifyOptions configures Verify.
 type VerifyOptions struct {
-	// TrustedKeys are the checkpoint keys to accept. If empty, each
-	// checkpoint is checked against the public key it carries, which proves
-	// it was not damaged but not who signed it (VerifyReport.CheckpointsTrusted
-	// is then false).
+	// TrustedKeys are the checkpoint keys to accept. Each checkpoint is
+	// checked against the public key it carries, which proves it was not
+	// damaged but not who signed it; with TrustedKeys, that key must also be
+	// one of them, or Verify returns a *KeyError (ErrUntrustedKey). If empty,
+	// VerifyReport.CheckpointsTrusted is false.
 	TrustedKeys []ed25519.PublicKey
 	// RequireCheckpoint fails a log that has no checkpoint at all.
 	RequireCheckpoint bool
@@ -29,10 +30,15 @@ type VerifyReport struct {
 	Dir      string `json:"dir"`
 	Segments int    `json:"segments"`
 	Records  uint64 `json:"records"`
-	Bytes    int64  `json:"bytes"`
-	FirstSeq uint64 `json:"first_seq"`
-	LastSeq  uint64 `json:"last_seq"`
-	LastHash string `json:"last_hash,omitempty"`
+	// Bytes counts the bytes of the records (uncompressed); DiskBytes what
+	// their segments take on disk, compressed ones as stored.
+	Bytes     int64 `json:"bytes"`
+	DiskBytes int64 `json:"disk_bytes"`
+	// CompressedSegments counts the segments stored compressed.
+	CompressedSegments int    `json:"compressed_segments"`
+	FirstSeq           uint64 `json:"first_seq"`
+	LastSeq            uint64 `json:"last_seq"`
+	LastHash           string `json:"last_hash,omitempty"`
 	// ChainStart says why the oldest record may start the chain: "genesis"
 	// (seq 1), "recovery" (a new chain after --recorder-recover) or
 	// "retention" (older segments removed, accounted for by a retention
@@ -53,6 +59,9 @@ type VerifyReport struct {
 	// --recorder-recover. Verify them separately.
 	Recovered []string     `json:"recovered,omitempty"`
 	Problem   *VerifyError `json:"problem,omitempty"`
+	// UntrustedKey is set when every record and checkpoint holds but a
+	// checkpoint is signed by a key outside VerifyOptions.TrustedKeys.
+	UntrustedKey *KeyError `json:"untrusted_key,omitempty"`
 }
 
 // Verify checks the whole log in dir (the recorder directory): every record's
@@ -61,7 +70,9 @@ type VerifyReport struct {
 // record names), and every checkpoint (signature, order, and the hash of the
 // record it names; the log must reach the newest). It stops at the first
 // problem, returned as a *VerifyError (wrapping ErrCorrupt) and also in the
-// report. It reads the log without locking it, so a sidecar may be writing;
+// report. When everything holds but a checkpoint is signed by a key outside
+// opts.TrustedKeys, it returns a *KeyError (ErrUntrustedKey), also in the
+// report. It reads plain and compressed segments alike. It reads the log without locking it, so a sidecar may be writing;
 // a partial last line is then reported as TornTailBytes, not as a problem.
 // ErrNoLog if dir has neither segments nor checkpoints.
 func Verify(ctx context.Context, dir string, opts VerifyOptions) (*VerifyReport, error) {
@@ -80,7 +91,7 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*VerifyReport,
 			}
 		}
 	}
-	cks, _, _, err := readCheckpoints(segPath(dir, checkpointsFile), opts.TrustedKeys)
+	cks, _, _, err := readCheckpoints(segPath(dir, checkpointsFile))
 	if err != nil {
 		return rep.fail(err)
 	}
@@ -98,6 +109,11 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*VerifyReport,
 	}
 	if err := v.finish(opts); err != nil {
 		return rep.fail(err)
+	}
+	if ke := firstUntrusted(cks, opts.TrustedKeys); ke != nil {
+		rep.CheckpointsTrusted = false
+		rep.UntrustedKey = ke
+		return rep, ke
 	}
 	return rep, nil
 }
@@ -126,25 +142,55 @@ type verifier struct {
 
 // segment verifies one segment file.
 func (v *verifier) segment(ctx context.Context, dir string, sf segFile, last bool) error {
-	f, err := os.Open(segPath(dir, sf.name))
+	f, err := openFileData(dir, sf)
+	if errors.Is(err, os.ErrNotExist) && !sf.compressed {
+		f, err = openSegData(dir, sf.first) // compressed since the listing
+	}
+	var ve *VerifyError
+	if errors.As(err, &ve) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("recorder: verify: %w", err)
 	}
 	defer f.Close()
-	v.curSeg = sf.name
+	name := f.fileName()
+	v.curSeg = name
 	v.rep.Segments++
-	v.rep.Bytes += sf.size
-	if sf.size == 0 {
-		if !last {
-			return &VerifyError{Segment: sf.name, Seq: sf.first, Problem: ProblemTruncated, Detail: "segment is empty but is not the last one"}
-		}
-		if v.prev != nil && sf.first != v.prev.seq+1 {
-			return &VerifyError{Segment: sf.name, Seq: v.prev.seq + 1, Problem: ProblemDeleted,
-				Detail: fmt.Sprintf("segment is named for seq %d but the log before it ends at seq %d", sf.first, v.prev.seq)}
-		}
-		return nil
+	size, err := f.dataSize()
+	if err != nil {
+		return fmt.Errorf("recorder: verify: %w", err)
 	}
-	lr := newLineReader(io.NewSectionReader(f, 0, sf.size), 0)
+	stored, err := f.storedSize()
+	if err != nil {
+		return fmt.Errorf("recorder: verify: %w", err)
+	}
+	if f.compressed() {
+		v.rep.CompressedSegments++
+		v.rep.DiskBytes += stored
+	}
+	end := size
+	if !last && !f.compressed() {
+		// A crash between starting the next segment and cutting this one
+		// leaves zeros after its records; the writer cuts them at start-up.
+		if end, err = trimZeroTail(f, size); err != nil {
+			return fmt.Errorf("recorder: verify: %w", err)
+		}
+	}
+	next := func() uint64 {
+		if v.prev != nil {
+			return v.prev.seq + 1
+		}
+		return 1
+	}
+	lr := newSegReader(f, 0, end)
+	var records, recEnd int64
+	defer func() {
+		v.rep.Bytes += recEnd
+		if !f.compressed() {
+			v.rep.DiskBytes += recEnd
+		}
+	}()
 	for n := 0; ; n++ {
 		if n%4096 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -153,48 +199,61 @@ func (v *verifier) segment(ctx context.Context, dir string, sf segFile, last boo
 		}
 		line, off, err := lr.next()
 		if err == io.EOF {
-			return nil
-		}
-		next := uint64(1)
-		if v.prev != nil {
-			next = v.prev.seq + 1
+			break
 		}
 		if errors.Is(err, errPartial) {
 			if last {
 				v.rep.TornTailBytes = int64(len(line))
-				return nil
+				break
 			}
-			return &VerifyError{Segment: sf.name, Seq: next, Problem: ProblemTruncated,
+			return &VerifyError{Segment: name, Seq: next(), Problem: ProblemTruncated,
 				Detail: fmt.Sprintf("segment ends mid-record: %d bytes after the last whole record", len(line))}
 		}
 		if err != nil {
-			return &VerifyError{Segment: sf.name, Seq: next, Problem: ProblemEdited, Detail: err.Error()}
+			return &VerifyError{Segment: name, Seq: next(), Problem: ProblemEdited, Detail: err.Error()}
 		}
-		fr, h, err := checkLine(sf.name, line)
+		fr, h, err := checkLine(name, line)
 		if err != nil {
 			return err
 		}
-		if err := checkLink(sf.name, fr, v.prev, h.kind); err != nil {
+		if err := checkLink(name, fr, v.prev, h.kind); err != nil {
 			var ve *VerifyError
 			if errors.As(err, &ve) && ve.Problem == ProblemDeleted && v.prev != nil {
-				if seekSeq(f, off+int64(len(line))+1, sf.size, next) {
-					return &VerifyError{Segment: sf.name, Seq: next, Problem: ProblemReordered,
-						Detail: fmt.Sprintf("seq %d appears after seq %d", next, fr.seq)}
+				want := v.prev.seq + 1
+				if seekSeq(f, off+int64(len(line))+1, end, want) {
+					return &VerifyError{Segment: name, Seq: want, Problem: ProblemReordered,
+						Detail: fmt.Sprintf("seq %d appears after seq %d", want, fr.seq)}
 				}
 			}
 			return err
 		}
 		if off == 0 && fr.seq != sf.first {
-			return &VerifyError{Segment: sf.name, Seq: fr.seq, Problem: ProblemEdited,
+			return &VerifyError{Segment: name, Seq: fr.seq, Problem: ProblemEdited,
 				Detail: fmt.Sprintf("segment file is named for seq %d but starts with seq %d", sf.first, fr.seq)}
 		}
 		if err := decodeLine(line, &v.rec); err != nil {
-			return &VerifyError{Segment: sf.name, Seq: fr.seq, Problem: ProblemEdited, Detail: err.Error()}
+			return &VerifyError{Segment: name, Seq: fr.seq, Problem: ProblemEdited, Detail: err.Error()}
 		}
-		if err := v.record(sf.name, fr); err != nil {
+		if err := v.record(name, fr); err != nil {
 			return err
 		}
+		records++
+		recEnd = off + int64(len(line)) + 1
 	}
+	if !last && lr.zeroAt >= 0 && lr.zeroAt < end {
+		return &VerifyError{Segment: name, Seq: next(), Problem: ProblemEdited,
+			Detail: fmt.Sprintf("NUL bytes at offset %d, before the end of the segment's records", lr.zeroAt)}
+	}
+	if records == 0 {
+		if !last {
+			return &VerifyError{Segment: name, Seq: sf.first, Problem: ProblemTruncated, Detail: "segment is empty but is not the last one"}
+		}
+		if v.prev != nil && sf.first != v.prev.seq+1 {
+			return &VerifyError{Segment: name, Seq: v.prev.seq + 1, Problem: ProblemDeleted,
+				Detail: fmt.Sprintf("segment is named for seq %d but the log before it ends at seq %d", sf.first, v.prev.seq)}
+		}
+	}
+	return nil
 }
 
 // record checks what one decoded record says beyond its bytes.
@@ -283,7 +342,7 @@ func (v *verifier) finish(opts VerifyOptions) error {
 // seekSeq reports whether a line with seq want appears in f between from and
 // size (used to tell a reordered record from a deleted one).
 func seekSeq(f io.ReaderAt, from, size int64, want uint64) bool {
-	lr := newLineReader(io.NewSectionReader(f, from, size-from), from)
+	lr := newSegReader(f, from, size)
 	for {
 		line, _, err := lr.next()
 		if err != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/iatp/iatp/internal/wire"
 )
 
 // Event types. The first five are the reasons Record accepts; TypeImport is
@@ -38,7 +40,7 @@ const (
 	MaxEventIDLen = 128
 	// MaxTraceIDLen is the longest trace id; trace ids use [A-Za-z0-9._:-]
 	// as the protocol's X-Agent-Trace-ID does.
-	MaxTraceIDLen = 128
+	MaxTraceIDLen = wire.MaxTraceIDLen
 	// MaxAgentIDLen is the longest agent id (and reporter name), in bytes.
 	MaxAgentIDLen = 256
 )
@@ -95,7 +97,7 @@ type Event struct {
 // accepted ones.
 func Delta(reason, severity string) (Points, string, error) {
 	typ, ok := parseType(reason)
-	if !ok || typ == typImport {
+	if !ok || typ == typImport || typ == typSummary {
 		return 0, "", fmt.Errorf("%w %q: want one of hallucination, failure, timeout, error, success",
 			ErrUnknownReason, truncate(reason, 64))
 	}
@@ -115,9 +117,10 @@ const (
 	typError
 	typSuccess
 	typImport
+	typSummary
 )
 
-var typeNames = [...]string{"", TypeHallucination, TypeFailure, TypeTimeout, TypeError, TypeSuccess, TypeImport}
+var typeNames = [...]string{"", TypeHallucination, TypeFailure, TypeTimeout, TypeError, TypeSuccess, TypeImport, TypeSummary}
 
 type severity uint8
 
@@ -216,7 +219,7 @@ func prepare(ev Event, newID func() string, now time.Time) (storedEvent, Event, 
 		return se, ev, fmt.Errorf("%w: agent_id: %w", ErrInvalidEvent, err)
 	}
 	typ, ok := parseType(ev.Type)
-	if !ok || typ == typImport {
+	if !ok || typ == typImport || typ == typSummary {
 		_, _, err := Delta(ev.Type, ev.Severity)
 		return se, ev, err
 	}
@@ -234,8 +237,8 @@ func prepare(ev Event, newID func() string, now time.Time) (storedEvent, Event, 
 		return se, ev, fmt.Errorf("%w: event_id: %w", ErrInvalidEvent, err)
 	}
 	if ev.TraceID != "" {
-		if err := checkToken(ev.TraceID, MaxTraceIDLen); err != nil {
-			return se, ev, fmt.Errorf("%w: trace_id: %w", ErrInvalidEvent, err)
+		if reason := wire.TraceIDProblem(ev.TraceID); reason != "" {
+			return se, ev, fmt.Errorf("%w: trace_id: %s", ErrInvalidEvent, reason)
 		}
 	}
 	if ev.DetectedBy != "" {

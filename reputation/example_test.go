@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"time"
 
+	"github.com/iatp/iatp/identity"
 	"github.com/iatp/iatp/reputation"
 )
 
@@ -72,4 +74,41 @@ func ExampleStore_Import() {
 	_, saintKnown := store.Score("saint")
 	fmt.Println(n, spammer, reputation.Level(spammer), saintKnown)
 	// Output: 1 1.50 untrusted false
+}
+
+func ExampleNode() {
+	dir, _ := os.MkdirTemp("", "example-node-")
+	defer os.RemoveAll(dir)
+	key, _ := identity.GenerateKey(nil)
+	ctx := context.Background()
+	node, err := reputation.Open(ctx, reputation.NodeConfig{Dir: dir, AgentID: "billing-agent", Key: key})
+	if err != nil {
+		panic(err)
+	}
+	defer node.Close(ctx)
+
+	// A verifier's report, signed by this node and durable on return.
+	res, err := node.RecordHallucination(ctx, "search-agent", "critical", "trace-42", json.RawMessage(`{"claim":"2+2=5"}`))
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(res.PreviousScore, "→", res.Score, res.TrustLevel)
+
+	// Calls this node's egress made: one summary per interval (Flush now).
+	for range 10 {
+		node.RecordSuccess("search-agent")
+	}
+	node.RecordFailure("search-agent", "timeout")
+	_ = node.Flush(ctx)
+	score, _ := node.Score("search-agent")
+	fmt.Println(score, node.TrustLevel("search-agent"))
+
+	// Its own agent's outcomes are counted, never scored.
+	node.RecordSuccess("billing-agent")
+	_, known := node.Score("billing-agent")
+	fmt.Println(known)
+	// Output:
+	// 5.00 → 3.00 unknown
+	// 3.50 unknown
+	// false
 }

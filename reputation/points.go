@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/iatp/iatp/manifest"
 )
 
 // Points is a reputation quantity kept exactly, in hundredths of a point:
@@ -26,14 +28,24 @@ const (
 	NeutralScore Points = 500
 )
 
-// Trust levels derived from a score by Level. They are the same strings as
-// the manifest trust levels of the protocol.
+// Trust levels derived from a score by Level. They are the manifest trust
+// levels of the protocol (package manifest holds the one spelling of each).
 const (
-	LevelVerifiedPartner = "verified_partner"
-	LevelTrusted         = "trusted"
-	LevelStandard        = "standard"
-	LevelUnknown         = "unknown"
-	LevelUntrusted       = "untrusted"
+	LevelVerifiedPartner = string(manifest.VerifiedPartner)
+	LevelTrusted         = string(manifest.Trusted)
+	LevelStandard        = string(manifest.Standard)
+	LevelUnknown         = string(manifest.Unknown)
+	LevelUntrusted       = string(manifest.Untrusted)
+)
+
+// The trust bands: the lowest score of each level, as Points; the
+// definition is the manifest package's (manifest.LevelOfScore), which the
+// policy shares.
+const (
+	BandVerifiedPartner Points = manifest.BandVerifiedPartner
+	BandTrusted         Points = manifest.BandTrusted
+	BandStandard        Points = manifest.BandStandard
+	BandUnknown         Points = manifest.BandUnknown
 )
 
 // ErrInvalidPoints is returned (wrapped) by ParsePoints and
@@ -51,20 +63,10 @@ const (
 // Level returns the trust level of a score: at least 8.00 is
 // verified_partner, at least 6.00 trusted, at least 4.00 standard, at least
 // 2.00 unknown, anything lower untrusted.
-func Level(p Points) string {
-	switch {
-	case p >= 800:
-		return LevelVerifiedPartner
-	case p >= 600:
-		return LevelTrusted
-	case p >= 400:
-		return LevelStandard
-	case p >= 200:
-		return LevelUnknown
-	default:
-		return LevelUntrusted
-	}
-}
+func Level(p Points) string { return string(TrustLevel(p)) }
+
+// TrustLevel is Level as the manifest package's type, for policy code.
+func TrustLevel(p Points) manifest.TrustLevel { return manifest.LevelOfScore(int64(p)) }
 
 // clamp limits p to [MinScore, MaxScore].
 func clamp(p Points) Points {

@@ -193,7 +193,7 @@ func TestRecordValidation(t *testing.T) {
 		{"id long", func(e *Event) { e.ID = strings.Repeat("e", MaxEventIDLen+1) },
 			"reputation: invalid event: event_id: 129 characters exceeds the limit of 128", ErrInvalidEvent},
 		{"trace id bad", func(e *Event) { e.TraceID = "trace/1" },
-			`reputation: invalid event: trace_id: character '/' at 5 is not one of [A-Za-z0-9._:-]`, ErrInvalidEvent},
+			`reputation: invalid event: trace_id: holds '/' at position 5; only 1–128 characters of [A-Za-z0-9._:-] are allowed`, ErrInvalidEvent},
 		{"detected_by control", func(e *Event) { e.DetectedBy = "v\x00" },
 			"reputation: invalid event: detected_by: control character U+0000", ErrInvalidEvent},
 		{"details too big", func(e *Event) {

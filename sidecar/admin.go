@@ -3,25 +3,20 @@ package sidecar
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/iatp/iatp/detect"
 	"github.com/iatp/iatp/internal/wire"
 	"github.com/iatp/iatp/pipeline"
 	"github.com/iatp/iatp/policy"
 	"github.com/iatp/iatp/recorder"
-	"github.com/iatp/iatp/reputation"
+	"github.com/iatp/iatp/reputation/gossip"
 )
-
-// maxAdminBody bounds the body of slash requests.
-const maxAdminBody = 64 << 10
-
-// maxImportBody bounds the body of reputation imports.
-const maxImportBody = 16 << 20
 
 // maxTraceRecords bounds the records /trace returns.
 const maxTraceRecords = 1000
@@ -38,13 +33,13 @@ func (s *Sidecar) adminMux() *http.ServeMux {
 	route("GET", "/readyz", s.serveReadyz)
 	route("GET", "/trace/{trace_id}", s.serveTrace)
 	route("GET", "/quarantine/{trace_id}", s.serveQuarantine)
-	// /reputation/export is registered before /reputation/{agent_id} in the
-	// Python package and is unreachable there; the mux prefers the literal.
-	route("GET", "/reputation/export", s.serveReputationExport)
-	route("POST", "/reputation/import", s.serveReputationImport)
-	route("GET", "/reputation/{agent_id}", s.serveReputation)
-	route("POST", "/reputation/{agent_id}/slash", s.serveSlash)
+	// The reputation endpoints, and the mesh's, are the reputation node's
+	// (package reputation/gossip).
+	mux.Handle("/reputation/", s.repHandler)
 	route("GET", "/metrics", s.metrics.handler().ServeHTTP)
+	if s.cfg.Pprof {
+		s.mountPprof(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, requestTraceID(r), errorf(http.StatusNotFound, "no such endpoint: "+r.Method+" "+clipText(r.URL.Path)+" (the protected call is POST /proxy)"))
 	})
@@ -64,12 +59,20 @@ func routeJSON(mux *http.ServeMux, method, pattern string, h http.HandlerFunc) {
 	})
 }
 
-// requestTraceID returns the request's valid trace id or a new one.
+// requestTraceID returns the request's trace id when it may be used (see
+// usableTraceID), or a new one.
 func requestTraceID(r *http.Request) string {
-	if id := r.Header.Get(wire.TraceID); wire.ValidTraceID(id) {
+	if id := r.Header.Get(wire.TraceID); usableTraceID(id) {
 		return id
 	}
 	return pipeline.NewTraceID()
+}
+
+// usableTraceID reports whether a caller's trace id may key answers and
+// records: valid, and holding no sensitive data, which the ingress
+// pipeline's Headers check refuses too.
+func usableTraceID(id string) bool {
+	return wire.ValidTraceID(id) && detect.ScanText([]byte(id)) == 0
 }
 
 // serveManifest serves the manifest document with an ETag, so that callers'
@@ -227,148 +230,44 @@ func (s *Sidecar) serveQuarantine(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, traceID, http.StatusOK, sess)
 }
 
-func (s *Sidecar) serveReputation(w http.ResponseWriter, r *http.Request) {
-	traceID := requestTraceID(r)
-	id := r.PathValue("agent_id")
-	snap, ok := s.rep.Get(id)
-	if !ok {
-		writeError(w, traceID, errorf(http.StatusNotFound, "No reputation data for agent '"+clipText(id)+"'"))
-		return
-	}
-	writeJSON(w, traceID, http.StatusOK, snap)
+// recordImport writes a reputation import into the flight recorder.
+func (s *Sidecar) recordImport(ctx context.Context, traceID, source string, updated, size int) {
+	details, _ := json.Marshal(map[string]any{"source": source, "agents_updated": updated, "bytes": size})
+	s.record(ctx, &recorder.Record{Kind: recorder.KindReputation, TraceID: traceID, CallerID: source, Reasons: []string{"import"},
+		Details: details}, policy.Caller{}, s.cfg.Clock())
 }
 
-func (s *Sidecar) serveReputationExport(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, requestTraceID(r), http.StatusOK, s.rep.Export())
-}
-
-// slashRequest is the body of POST /reputation/{agent_id}/slash.
-type slashRequest struct {
-	Reason   string          `json:"reason"`
-	Severity string          `json:"severity"`
-	TraceID  string          `json:"trace_id"`
-	Details  json.RawMessage `json:"details"`
-}
-
-// slashResponse answers a slash, in the Python package's shape.
-type slashResponse struct {
-	Status     string            `json:"status"`
-	AgentID    string            `json:"agent_id"`
-	NewScore   reputation.Points `json:"new_score"`
-	TrustLevel string            `json:"trust_level"`
-	Reason     string            `json:"reason"`
-	Severity   string            `json:"severity"`
-	EventID    string            `json:"event_id"`
-}
-
-func (s *Sidecar) serveSlash(w http.ResponseWriter, r *http.Request) {
-	traceID := requestTraceID(r)
-	if e := s.authorizeAdmin(r); e != nil {
-		writeError(w, traceID, e)
-		return
-	}
-	agentID := r.PathValue("agent_id")
-	body, e := readLimited(r, maxAdminBody)
-	if e != nil {
-		writeError(w, traceID, e)
-		return
-	}
-	var req slashRequest
-	if e := decodeObject(body, &req); e != nil {
-		writeError(w, traceID, e)
-		return
-	}
-	if req.TraceID != "" {
-		if reason := wire.CheckTraceID(req.TraceID); reason != "" {
-			writeError(w, traceID, errorf(http.StatusBadRequest, "trace_id: "+strings.Replace(reason, wire.TraceID+" ", "", 1)))
-			return
-		}
-	}
-	if strings.EqualFold(strings.TrimSpace(req.Reason), reputation.TypeSuccess) {
-		writeError(w, traceID, errorf(http.StatusBadRequest, "reason: a slash reports misbehaviour (hallucination, failure, timeout or error), not success"))
-		return
-	}
-	details := req.Details
-	if string(details) == "null" {
-		details = nil
-	}
-	res, err := s.rep.Record(r.Context(), reputation.Event{
-		AgentID: agentID, Type: req.Reason, Severity: req.Severity, TraceID: req.TraceID,
-		Details: details, DetectedBy: "admin",
-	})
-	if err != nil && !errors.Is(err, reputation.ErrDuplicateEvent) {
-		e := &pipeline.Refusal{Unrecorded: true, Status: http.StatusBadRequest, Msg: err.Error(), Cause: err}
-		switch {
-		case errors.Is(err, reputation.ErrStoreFull):
-			e.Status = http.StatusServiceUnavailable
-		case errors.Is(err, reputation.ErrUnknownReason):
-			e.Msg = "reason " + strconv.Quote(clipText(req.Reason)) + ": a slash reports hallucination, failure, timeout or error"
-		}
-		s.fail(w, traceID, e)
-		return
-	}
-	s.recordReputation(r.Context(), traceID, agentID, res)
-	writeJSON(w, traceID, http.StatusOK, slashResponse{
-		Status: "slashed", AgentID: agentID, NewScore: res.Score, TrustLevel: res.TrustLevel,
-		Reason: res.Event.Type, Severity: res.Event.Severity, EventID: res.Event.ID,
-	})
-}
-
-func (s *Sidecar) serveReputationImport(w http.ResponseWriter, r *http.Request) {
-	traceID := requestTraceID(r)
-	if e := s.authorizeAdmin(r); e != nil {
-		writeError(w, traceID, e)
-		return
-	}
-	body, e := readLimited(r, maxImportBody)
-	if e != nil {
-		writeError(w, traceID, e)
-		return
-	}
-	n, err := s.rep.Import(r.Context(), "admin", body)
-	if err != nil {
-		writeError(w, traceID, &pipeline.Refusal{Unrecorded: true, Status: http.StatusBadRequest, Msg: err.Error()})
-		return
-	}
-	details, _ := json.Marshal(map[string]any{"source": "admin", "agents_updated": n, "bytes": len(body)})
-	s.record(r.Context(), &recorder.Record{Kind: recorder.KindReputation, TraceID: traceID, Reasons: []string{"import"}, Details: details},
-		policy.Caller{}, s.cfg.Clock())
-	writeJSON(w, traceID, http.StatusOK, map[string]any{"status": "imported", "agents_updated": n})
-}
-
-// recordReputation writes a reputation change to the flight recorder.
-func (s *Sidecar) recordReputation(ctx context.Context, traceID, agentID string, res reputation.Result) {
+// recordSlash writes a slash into the flight recorder, under the trace id
+// it concerns.
+func (s *Sidecar) recordSlash(ctx context.Context, rec gossip.SlashRecord) {
+	res := rec.Result
 	details, _ := json.Marshal(map[string]any{
-		"agent_id": agentID, "event_id": res.Event.ID, "reason": res.Event.Type, "severity": res.Event.Severity,
-		"previous_score": res.PreviousScore, "new_score": res.Score, "trust_level": res.TrustLevel,
+		"agent_id": res.Event.AgentID, "event_id": res.EventID, "reason": res.Event.Type, "severity": res.Event.Severity,
+		"detected_by": rec.Caller, "previous_score": res.PreviousScore, "new_score": res.Score, "trust_level": res.TrustLevel,
 	})
-	s.record(ctx, &recorder.Record{Kind: recorder.KindReputation, TraceID: traceID, Reasons: []string{res.Event.Type}, Details: details},
-		policy.Caller{}, s.cfg.Clock())
+	traceID := rec.TraceID
+	if !usableTraceID(traceID) {
+		traceID = pipeline.NewTraceID()
+	}
+	s.record(ctx, &recorder.Record{Kind: recorder.KindReputation, TraceID: traceID, CallerID: rec.Caller,
+		Reasons: []string{res.Event.Type}, Details: details}, policy.Caller{}, s.cfg.Clock())
 }
 
-// readLimited reads a request body of at most limit bytes.
-func readLimited(r *http.Request, limit int64) ([]byte, *pipeline.Refusal) {
-	if r.ContentLength > limit {
-		return nil, errorf(http.StatusRequestEntityTooLarge, "request body larger than the limit")
+// mountPprof serves net/http/pprof under /debug/pprof/, behind the admin
+// token: profiles show the process's memory and its code paths.
+func (s *Sidecar) mountPprof(mux *http.ServeMux) {
+	guard := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if e := s.authorizeAdmin(r); e != nil {
+				writeError(w, requestTraceID(r), e)
+				return
+			}
+			h(w, r)
+		}
 	}
-	body, err := wire.ReadAll(r.Body, limit)
-	switch {
-	case errors.Is(err, wire.ErrTooLarge):
-		return nil, errorf(http.StatusRequestEntityTooLarge, "request body larger than the limit")
-	case err != nil:
-		return nil, &pipeline.Refusal{Unrecorded: true, Status: http.StatusBadRequest, Msg: "cannot read the request body", Cause: err}
-	}
-	return body, nil
-}
-
-// decodeObject decodes a JSON object body into v, refusing anything else.
-func decodeObject(body []byte, v any) *pipeline.Refusal {
-	trimmed := strings.TrimSpace(string(body))
-	if !strings.HasPrefix(trimmed, "{") {
-		return errorf(http.StatusBadRequest, "Invalid JSON payload: the body must be a JSON object")
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return errorf(http.StatusBadRequest, "Invalid JSON payload: "+err.Error())
-	}
-	return nil
+	mux.HandleFunc("/debug/pprof/", guard(pprof.Index))
+	mux.HandleFunc("/debug/pprof/cmdline", guard(pprof.Cmdline))
+	mux.HandleFunc("/debug/pprof/profile", guard(pprof.Profile))
+	mux.HandleFunc("/debug/pprof/symbol", guard(pprof.Symbol))
+	mux.HandleFunc("/debug/pprof/trace", guard(pprof.Trace))
 }

@@ -31,6 +31,7 @@ const (
 	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultMaxConnsPerAgent  = 512
+	DefaultMaxConnections    = 10000
 	DefaultStreamTimeout     = 10 * time.Minute
 	DefaultMaxAttestationAge = 24 * time.Hour
 	DefaultManifestMaxAge    = 5 * time.Minute
@@ -52,6 +53,8 @@ type Config struct {
 	EgressListen string
 	// Egress configures the egress proxy.
 	Egress EgressConfig
+	// Reputation configures the reputation node, kept in DataDir.
+	Reputation ReputationConfig
 	// DataDir holds the sidecar's state: the flight recorder in
 	// DataDir/recorder. Required.
 	DataDir string
@@ -100,6 +103,10 @@ type Config struct {
 	ShutdownTimeout   time.Duration
 	// MaxConnsPerAgent bounds the connections to the agent; 0 means 512.
 	MaxConnsPerAgent int
+	// MaxConnections bounds the connections each listener serves at once;
+	// past it a new connection gets 503 and is closed. 0 means
+	// DefaultMaxConnections.
+	MaxConnections int
 
 	// StreamTimeout bounds a streamed answer (the caller sent Accept:
 	// text/event-stream) from start to end; the agent timeout bounds every
@@ -140,6 +147,8 @@ type Config struct {
 	// as the Python package does. They hold scrubbed request payloads.
 	PublicTraces bool
 
+	// Pprof serves net/http/pprof at /debug/pprof/, behind the admin token.
+	Pprof bool
 	// TracerProvider, if not nil, traces every exchange with OpenTelemetry
 	// (see TracerProviderFromEnv); nil traces nothing, at no cost.
 	TracerProvider trace.TracerProvider
@@ -212,6 +221,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{&cfg.MaxResponseRecord, DefaultMaxResponseRecord, "max response record"},
 		{&cfg.MaxHeaderBytes, DefaultMaxHeaderBytes, "max header bytes"},
 		{&cfg.MaxConnsPerAgent, DefaultMaxConnsPerAgent, "max connections per agent"},
+		{&cfg.MaxConnections, DefaultMaxConnections, "max connections"},
 	} {
 		n := int64(*f.p)
 		defInt(&n, int64(f.v), f.name)

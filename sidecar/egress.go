@@ -111,6 +111,7 @@ func (s *Sidecar) newEgress() error {
 		},
 	}
 	s.egress = pipeline.New(pc, pipeline.EgressChecks(ec)...)
+	s.metrics.setStages(true, s.egress.Names())
 	if e.AllowConnect {
 		s.connect = pipeline.New(pc, pipeline.ConnectChecks(ec, pipeline.Tunnel{DialTimeout: 10 * time.Second})...)
 	}
@@ -190,6 +191,7 @@ func (s *Sidecar) egressOutcome(x *pipeline.Exchange, status int, r *pipeline.Re
 	default:
 		s.metrics.egress.WithLabelValues(string(r.Reason)).Inc()
 	}
+	s.observe(x, x.TargetID, status, r) // the caller reports what it saw of the target
 }
 
 // serveEgress is the egress proxy on fasthttp: an HTTP forward proxy for

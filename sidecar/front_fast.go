@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,7 +46,13 @@ func (s *Sidecar) fastServer(handler fasthttp.RequestHandler) *fasthttp.Server {
 		NoDefaultDate:                true,
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true,
-		Logger:                       fastLogger{s.log},
+		// Idle keep-alive connections give their buffers back: thousands of
+		// them would otherwise hold 80 KiB each.
+		ReduceMemoryUsage: true,
+		// Past MaxConnections, a new connection is answered 503 and closed
+		// instead of queueing work the sidecar cannot do.
+		Concurrency: s.cfg.MaxConnections,
+		Logger:      fastLogger{s.log},
 	}
 }
 
@@ -84,6 +91,7 @@ func (s *Sidecar) decodeFast(ctx *fasthttp.RequestCtx, x *pipeline.Exchange) {
 	x.Path = string(req.URI().PathOriginal())
 	x.RawQuery = string(req.URI().QueryString())
 	x.Header = copyFields(req.Header.All())
+	x.Trailer = trailerFields(&req.Header)
 	x.Body = req.Body()
 	x.ContentType = string(req.Header.ContentType())
 	x.Peer = ctx.RemoteIP().String()
@@ -96,6 +104,21 @@ func (s *Sidecar) decodeFast(ctx *fasthttp.RequestCtx, x *pipeline.Exchange) {
 		}
 		x.TargetURI = scheme + string(ctx.Host()) + string(req.RequestURI())
 	}
+}
+
+// trailerFields lists the trailer lines of a chunked request, which
+// fasthttp keeps apart from the header lines that All lists.
+func trailerFields(h *fasthttp.RequestHeader) pipeline.Fields {
+	if len(h.PeekTrailerKeys()) == 0 {
+		return nil
+	}
+	var out pipeline.Fields
+	for line := range strings.SplitSeq(string(h.TrailerHeader()), "\r\n") {
+		if name, value, ok := strings.Cut(line, ":"); ok {
+			out = append(out, pipeline.Field{Name: name, Value: strings.TrimSpace(value)})
+		}
+	}
+	return out
 }
 
 // method returns the method as a string, without allocating for the
@@ -146,7 +169,15 @@ func (s *Sidecar) fastError(ctx *fasthttp.RequestCtx, err error) {
 	s.log.Debug("unreadable request", "status", r.Status, "cause", pipeline.ScrubbedText(err.Error()))
 	x := pipeline.Acquire()
 	defer pipeline.Finish(x)
-	if id := string(ctx.Request.Header.Peek(wire.TraceID)); wire.ValidTraceID(id) {
+	if _, ok := wire.SplitProxy(b2s(ctx.Request.URI().PathOriginal())); ok && errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		// The headers were read: the request goes through the same checks
+		// as on any front, in the same order, and its body check refuses.
+		s.decodeFast(ctx, x)
+		x.Body, x.BodyErr = nil, pipeline.ErrBodyTooLarge
+		writeFast(ctx, s.ingress.Serve(context.Background(), x))
+		return
+	}
+	if id := string(ctx.Request.Header.Peek(wire.TraceID)); usableTraceID(id) {
 		x.TraceID = id
 	}
 	var a *pipeline.Answer
@@ -173,7 +204,7 @@ func (s *Sidecar) recoverFast(ctx *fasthttp.RequestCtx) {
 	if r := recover(); r != nil {
 		panics.Add(1)
 		traceID := string(ctx.Request.Header.Peek(wire.TraceID))
-		if !wire.ValidTraceID(traceID) {
+		if !usableTraceID(traceID) {
 			traceID = pipeline.NewTraceID()
 		}
 		s.log.Error("panic serving a request", "trace_id", traceID, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
@@ -229,3 +260,19 @@ func (w *callerWatch) stop() {
 
 // b2s views b as a string for a comparison that does not keep it.
 func b2s(b []byte) string { return unsafeString(b) }
+
+// ownedAdapter runs a net/http handler adapted by fasthttpadaptor on a copy
+// of the request in a RequestCtx of its own. The adaptor's http.Request
+// views fasthttp's buffers without copying them, and those buffers are
+// reused for the connection's next request once the handler returns; an
+// admin handler that keeps a string of its request — the reputation node
+// keeps a slash's subject and reporter in events it sends later — would
+// then see it change under it. The copy's buffers are never reused.
+func ownedAdapter(h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		var own fasthttp.RequestCtx
+		own.Init(&ctx.Request, ctx.RemoteAddr(), nil)
+		h(&own)
+		own.Response.CopyTo(&ctx.Response)
+	}
+}

@@ -79,6 +79,10 @@ func (a agentSender) Send(ctx context.Context, x *pipeline.Exchange) (*pipeline.
 	req.Header.SetNoDefaultContentType(true)
 	req.Header.SetMethod(x.Method)
 	req.SetRequestURI(x.Upstream)
+	// The agent receives the path that was checked, as the caller wrote it.
+	// HostClient.DisablePathNormalizing applies to HostClient.Do only, and
+	// roundTrip writes the request itself.
+	req.URI().DisablePathNormalizing = true
 	x.UpstreamHeader(func(name, value string) { req.Header.Add(name, value) })
 	req.Header.Set(wire.TraceID, x.TraceID)
 	if x.Caller.Authenticated {
@@ -184,65 +188,62 @@ func copyFields(all iter.Seq2[[]byte, []byte]) pipeline.Fields {
 	return out
 }
 
-// outcome counts a call's result: metrics, and the agent's reputation.
+// outcome counts a call's result to the protected agent: metrics, and the
+// agent's own outcomes (counted locally, never raising its score).
 func (s *Sidecar) outcome(x *pipeline.Exchange, status int, r *pipeline.Refusal) {
 	switch {
 	case r == nil:
 		s.metrics.answer(status)
-		if status >= 200 && status < 300 {
-			s.recordOwnReputation(x.TraceID, reputation.TypeSuccess)
-		}
 	case r.Reason == pipeline.UpstreamTimeout:
 		s.metrics.upstream.WithLabelValues(reputation.TypeTimeout).Inc()
-		s.recordOwnReputation(x.TraceID, reputation.TypeTimeout)
 	case r.Reason == pipeline.Canceled:
 		s.metrics.upstream.WithLabelValues("canceled").Inc()
 	default:
-		if r.Reason == pipeline.Upstream && status < 300 {
-			s.metrics.answer(status)
-		}
 		s.metrics.upstream.WithLabelValues(reputation.TypeError).Inc()
-		s.recordOwnReputation(x.TraceID, reputation.TypeError)
 	}
-}
-
-// recordOwnReputation counts one exchange for the protected agent.
-func (s *Sidecar) recordOwnReputation(traceID, kind string) {
-	_, err := s.rep.Record(context.Background(), reputation.Event{AgentID: s.cfg.Manifest.AgentID(), Type: kind, TraceID: traceID, DetectedBy: "iatp"})
-	if err != nil && !errors.Is(err, reputation.ErrDuplicateEvent) {
-		s.log.Warn("reputation: cannot record", "agent_id", s.cfg.Manifest.AgentID(), "err", err)
-	}
+	s.observe(x, s.cfg.Manifest.AgentID(), status, r)
 }
 
 // Observe counts and logs how an exchange ended: one line per decision.
+// Ingress and egress exchanges are counted apart.
 func (s *Sidecar) Observe(x *pipeline.Exchange, r *pipeline.Refusal) {
+	egress := x.Kind == pipeline.Egress
+	decided, blocked, refused := s.metrics.decided, s.metrics.blocked, s.metrics.refused
+	if egress {
+		decided = func(o string) { s.metrics.egressDecisions.WithLabelValues(o).Inc() }
+		blocked, refused = s.metrics.egressBlocked, s.metrics.egressRefused
+	}
 	status := 0
 	switch {
 	case r != nil:
 		status = r.Status
 		switch r.Reason {
 		case pipeline.Blocked:
-			s.metrics.decided("block")
-			s.metrics.blocked.WithLabelValues(x.Decision.Rule).Inc()
+			decided("block")
+			rule := x.Decision.Rule
+			if by, ok := r.Fields["blocked_by"].(string); ok {
+				rule = by
+			}
+			blocked.WithLabelValues(rule).Inc()
 		case pipeline.Warned:
-			s.metrics.decided("warn")
+			decided("warn")
 		case pipeline.Upstream, pipeline.UpstreamTimeout, pipeline.Canceled:
-			s.metrics.decided(decisionName(x))
+			decided(decisionName(x))
 		default:
-			s.metrics.refused.WithLabelValues(strconv.Itoa(r.Status)).Inc()
+			refused.WithLabelValues(strconv.Itoa(r.Status)).Inc()
 		}
 		s.logFailure(x.TraceID, r)
 	default:
-		s.metrics.decided(decisionName(x))
+		decided(decisionName(x))
 		if x.Answer != nil {
 			status = x.Answer.Status
 		}
 	}
-	s.metrics.stages(x.Stages)
+	s.metrics.stages(egress, x.Stages)
 	if s.log.Enabled(context.Background(), levelDecision) {
-		s.log.Log(context.Background(), levelDecision, "decision", "trace_id", x.TraceID, "caller", x.Caller.AgentID,
-			"decision", string(x.Outcome), "rule", x.Decision.Rule, "status", status,
-			"latency_ms", float64(time.Since(x.Received).Microseconds())/1000)
+		s.log.Log(context.Background(), levelDecision, "decision", "trace_id", x.TraceID, "exchange", x.Kind.String(),
+			"caller", x.Caller.AgentID, "target", x.TargetID, "decision", string(x.Outcome), "rule", x.Decision.Rule,
+			"status", status, "latency_ms", float64(time.Since(x.Received).Microseconds())/1000)
 	}
 }
 

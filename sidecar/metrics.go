@@ -20,8 +20,13 @@ type metrics struct {
 	latency   prometheus.Histogram   // agent latency to response headers
 	recorded  prometheus.Counter     // recorder failures
 	stage     *prometheus.HistogramVec
-	egress    *prometheus.CounterVec // egress calls by answer class or failure
-	stageObs  []prometheus.Observer  // resolved once, in the pipeline's order
+	egress    *prometheus.CounterVec   // egress calls by answer class or failure
+	stageObs  [2][]prometheus.Observer // by exchange kind, resolved once, in the pipeline's order
+
+	// The egress proxy's decisions, kept apart from the ingress's.
+	egressDecisions *prometheus.CounterVec // by outcome
+	egressBlocked   *prometheus.CounterVec // by rule
+	egressRefused   *prometheus.CounterVec // by status
 
 	// Resolved once: WithLabelValues hashes its labels on every call.
 	answers  [6]prometheus.Counter // by status/100; 0 for anything outside 1xx–5xx
@@ -66,8 +71,14 @@ func newMetrics(agentID string) *metrics {
 		egress: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "iatp", Name: "egress_calls_total",
 			Help: "Calls of this agent to others through the egress proxy, by answer class (2xx…) or failure.", ConstLabels: labels}, []string{"result"}),
 		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "iatp", Name: "stage_seconds",
-			Help: "Time spent in each check of the request pipeline (forward includes the agent's answer).", ConstLabels: labels,
-			Buckets: []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, .025, .1, 1}}, []string{"stage"}),
+			Help: "Time spent in each check of the request pipeline, by exchange (ingress, egress) and check (forward includes the answer).", ConstLabels: labels,
+			Buckets: []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, .025, .1, 1}}, []string{"exchange", "stage"}),
+		egressDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "iatp", Name: "egress_decisions_total",
+			Help: "This agent's calls to others decided by the egress policy, by outcome (allow, warn, block, override).", ConstLabels: labels}, []string{"outcome"}),
+		egressBlocked: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "iatp", Name: "egress_blocked_total",
+			Help: "This agent's calls to others blocked, by rule.", ConstLabels: labels}, []string{"rule"}),
+		egressRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "iatp", Name: "egress_refused_total",
+			Help: "This agent's calls to others refused before the egress policy ran, by HTTP status.", ConstLabels: labels}, []string{"status"}),
 	}
 	m.answers[0] = m.upstream.WithLabelValues("other")
 	for c := 1; c <= 5; c++ {
@@ -77,7 +88,7 @@ func newMetrics(agentID string) *metrics {
 	for _, o := range []string{"allow", "warn", "block", "override"} {
 		m.outcomes[o] = m.decisions.WithLabelValues(o)
 	}
-	m.reg.MustRegister(m.decisions, m.blocked, m.refused, m.upstream, m.latency, m.recorded, m.stage, m.egress,
+	m.reg.MustRegister(m.decisions, m.blocked, m.refused, m.upstream, m.latency, m.recorded, m.stage, m.egress, m.egressDecisions, m.egressBlocked, m.egressRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -86,20 +97,31 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// setStages resolves the stage histograms of a pipeline's checks.
-func (m *metrics) setStages(names []string) {
-	m.stageObs = make([]prometheus.Observer, len(names))
+// setStages resolves the stage histograms of a pipeline's checks; egress
+// says which pipeline.
+func (m *metrics) setStages(egress bool, names []string) {
+	k, label := 0, "ingress"
+	if egress {
+		k, label = 1, "egress"
+	}
+	m.stageObs[k] = make([]prometheus.Observer, len(names))
 	for i, n := range names {
-		m.stageObs[i] = m.stage.WithLabelValues(n)
+		m.stageObs[k][i] = m.stage.WithLabelValues(label, n)
 	}
 }
 
 // stages observes the time an exchange spent in each check it ran.
-func (m *metrics) stages(d []time.Duration) {
+func (m *metrics) stages(egress bool, d []time.Duration) {
+	obs := m.stageObs[0]
+	if egress {
+		obs = m.stageObs[1]
+	}
+	if len(d) != len(obs) {
+		return // a pipeline whose stages are not registered (CONNECT)
+	}
 	for i, t := range d {
-		if t == 0 || i >= len(m.stageObs) {
-			continue
+		if t != 0 {
+			obs[i].Observe(t.Seconds())
 		}
-		m.stageObs[i].Observe(t.Seconds())
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,7 +53,8 @@ type Sidecar struct {
 	attestationDoc []byte
 	engine         *policy.Engine
 	rec            flightRecorder
-	rep            *reputation.Store
+	node           *reputation.Node
+	repHandler     http.Handler
 	quarantine     *quarantineStore
 	verifier       *identity.CallerVerifier
 	override       pipeline.Secret
@@ -95,9 +95,6 @@ func New(cfg Config) (*Sidecar, error) {
 	if s.engine, err = policy.New(cfg.Policy); err != nil {
 		return nil, fmt.Errorf("sidecar: %w", err)
 	}
-	if s.rep, err = reputation.NewStore(reputation.Config{Clock: cfg.Clock, NewID: newEventIDs()}); err != nil {
-		return nil, fmt.Errorf("sidecar: %w", err)
-	}
 	if s.override, err = pipeline.NewSecret(cfg.OverrideToken); err != nil && cfg.OverrideToken != "" {
 		s.log.Warn("user override disabled: the override token is refused", "reason", err.Error(),
 			"fix", "set IATP_TRUSTED_USER_OVERRIDE_TOKEN to a random secret of at least 16 characters")
@@ -128,8 +125,6 @@ func New(cfg Config) (*Sidecar, error) {
 		s.timeout = sla
 	}
 	s.metrics = newMetrics(m.AgentID())
-	s.adminHandler = s.adminMux()
-	s.fastAdmin = fasthttpadaptor.NewFastHTTPHandler(s.adminHandler)
 
 	rc := cfg.Recorder
 	if !cfg.Key.IsZero() && rc.CheckpointKey == nil {
@@ -143,11 +138,17 @@ func New(cfg Config) (*Sidecar, error) {
 		return nil, fmt.Errorf("sidecar: flight recorder: %w", err)
 	}
 	s.rec = log
+	if err := s.openReputation(context.Background()); err != nil {
+		log.Close()
+		return nil, err
+	}
+	s.adminHandler = s.adminMux()
+	s.fastAdmin = ownedAdapter(fasthttpadaptor.NewFastHTTPHandler(s.adminHandler))
 	s.ingress = s.newIngress()
-	s.metrics.setStages(s.ingress.Names())
+	s.metrics.setStages(false, s.ingress.Names())
 	if cfg.EgressListen != "" {
 		if err := s.newEgress(); err != nil {
-			log.Close()
+			s.Close()
 			return nil, err
 		}
 	}
@@ -243,9 +244,6 @@ func (s *Sidecar) Manifest() *manifest.Manifest { return s.cfg.Manifest }
 // ManifestDocument returns the served manifest document.
 func (s *Sidecar) ManifestDocument() []byte { return s.manifestDoc }
 
-// Reputation returns the sidecar's reputation store.
-func (s *Sidecar) Reputation() *reputation.Store { return s.rep }
-
 // Handler returns the sidecar as an http.Handler.
 func (s *Sidecar) Handler() http.Handler { return s }
 
@@ -289,6 +287,10 @@ func (s *Sidecar) ServeAll(ctx context.Context, ln, eln net.Listener) error {
 		"caller_auth", s.callerAuthMode(), "public_url", s.cfg.PublicURL}
 	if len(listeners) > 1 {
 		attrs = append(attrs, "egress_listen", eln.Addr().String())
+		if a, ok := eln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() && !s.egressToken.IsSet() {
+			s.log.Warn("the egress proxy listens beyond loopback without a token: whoever reaches it can have calls signed as this agent",
+				"egress_listen", eln.Addr().String(), "fix", "listen on 127.0.0.1 (or the pod's own network), or set egress.proxy_token / IATP_EGRESS_TOKEN")
+		}
 	}
 	s.log.Info("iatp sidecar serving", attrs...)
 	errc := make(chan error, len(servers))
@@ -332,9 +334,16 @@ func (s *Sidecar) ServeAll(ctx context.Context, ln, eln net.Listener) error {
 func (s *Sidecar) Close() error {
 	s.closeOnce.Do(func() {
 		s.agent.hc.CloseIdleConnections()
-		if err := s.rec.Close(); err != nil {
-			s.closeErr = fmt.Errorf("sidecar: close flight recorder: %w", err)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var errs []error
+		if err := s.node.Close(ctx); err != nil { // flushes and stops its transports
+			errs = append(errs, fmt.Errorf("sidecar: close reputation: %w", err))
 		}
+		if err := s.rec.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("sidecar: close flight recorder: %w", err))
+		}
+		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
 }
@@ -354,24 +363,6 @@ func enabled(b bool) string {
 		return "enabled"
 	}
 	return "disabled"
-}
-
-// reputationOf returns what the reputation store holds about an agent.
-func (s *Sidecar) reputationOf(agentID string) policy.Reputation {
-	p, ok := s.rep.Score(agentID)
-	if !ok {
-		return policy.Reputation{}
-	}
-	return policy.Reputation{Known: true, Hundredths: int64(p), Level: manifest.TrustLevel(reputation.Level(p))}
-}
-
-// newEventIDs returns a generator of unique reputation event ids: a random
-// prefix per sidecar and a counter. The sidecar records an event for every
-// answered call, and a UUID from crypto/rand each time is measurable.
-func newEventIDs() func() string {
-	prefix := pipeline.NewTraceID() + "-"
-	var n atomic.Uint64
-	return func() string { return prefix + strconv.FormatUint(n.Add(1), 10) }
 }
 
 // GenerateToken returns a random token that passes the strength rules, for

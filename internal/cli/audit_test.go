@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/iatp/iatp/identity"
+	"github.com/iatp/iatp/internal/config"
 	"github.com/iatp/iatp/recorder"
 )
 
@@ -35,13 +36,45 @@ func auditClock() func() time.Time {
 
 // auditDataDir writes a data dir whose recorder holds 30 records (traces
 // t-0..t-4, request and response each time) in several segments, with
-// checkpoints, and returns it.
+// checkpoints, and returns it. Sealed segments are stored plain, so that
+// tests can edit their lines; auditZipDir has them compressed.
 func auditDataDir(t *testing.T) string {
+	t.Helper()
+	return auditFixture(t, recorder.CompressionNone)
+}
+
+// auditZipDir is auditDataDir with its sealed segments compressed.
+func auditZipDir(t *testing.T) string {
+	t.Helper()
+	data := auditFixture(t, recorder.CompressionZstd)
+	// Compression happens in the background: reopen until every sealed
+	// segment is compressed.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		zst, _ := filepath.Glob(filepath.Join(data, "recorder", "seg-*.log.zst"))
+		plain, _ := filepath.Glob(filepath.Join(data, "recorder", "seg-*.log"))
+		if len(zst) > 0 && len(plain) == 1 {
+			return data
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sealed segments not compressed: %d compressed, %d plain", len(zst), len(plain))
+		}
+		l, err := recorder.Open(context.Background(), recorder.Config{Dir: filepath.Join(data, "recorder"), SegmentBytes: 4096,
+			MaxAge: 1 << 62, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		l.Close()
+	}
+}
+
+func auditFixture(t *testing.T, compression recorder.Compression) string {
 	t.Helper()
 	data := t.TempDir()
 	l, err := recorder.Open(context.Background(), recorder.Config{
 		Dir: filepath.Join(data, "recorder"), SegmentBytes: 4096, CheckpointKey: auditKey, CheckpointKeyID: "audit-test",
 		CheckpointEvery: 10, Clock: auditClock(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Compression: compression,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +116,9 @@ func segmentOf(t *testing.T, data string, seq int) (string, [][]byte, int) {
 	t.Helper()
 	segs, _ := filepath.Glob(filepath.Join(data, "recorder", "seg-*.log"))
 	prefix := []byte(fmt.Sprintf(`{"seq":%d,`, seq))
+	if len(segs) < 2 {
+		t.Fatalf("%d plain segments: build the fixture with auditDataDir", len(segs))
+	}
 	for _, p := range segs {
 		raw, _ := os.ReadFile(p)
 		lines := bytes.SplitAfter(raw, []byte("\n"))
@@ -119,21 +155,32 @@ func TestAuditVerify(t *testing.T) {
 			p, lines, i := segmentOf(t, data, 7)
 			lines[i] = bytes.Replace(lines[i], []byte(`"n":3`), []byte(`"n":4`), 1)
 			os.WriteFile(p, bytes.Join(lines, nil), 0o600)
-		}, nil, 1, []string{"FAILED", "seq 7: edited: hash does not match"}, "seq 7: edited"},
+		}, nil, 1, []string{"FAILED", "record 7 in segment seg-", "was altered: hash does not match"}, "was altered (edited)"},
 		{"line deleted", func(t *testing.T, data string) {
 			p, lines, i := segmentOf(t, data, 9)
 			os.WriteFile(p, bytes.Join(append(lines[:i], lines[i+1:]...), nil), 0o600)
-		}, nil, 1, []string{"seq 9: deleted"}, "seq 9: deleted"},
+		}, nil, 1, []string{"record 9 was deleted"}, "record 9 was deleted"},
 		{"lines swapped", func(t *testing.T, data string) {
 			p, lines, i := segmentOf(t, data, 11)
 			lines[i], lines[i+1] = lines[i+1], lines[i]
 			os.WriteFile(p, bytes.Join(lines, nil), 0o600)
-		}, nil, 1, []string{"seq 11: reordered"}, "seq 11: reordered"},
+		}, nil, 1, []string{"record 11 in segment seg-", "is out of order"}, "is out of order (reordered)"},
 		{"tail cut before a checkpoint", func(t *testing.T, data string) {
 			p, lines, i := segmentOf(t, data, 29)
 			os.WriteFile(p, bytes.Join(lines[:i], nil), 0o600)
-		}, nil, 1, []string{"seq 29: truncated: the log ends at seq 28 but the checkpoint"}, "seq 29: truncated"},
-		{"untrusted signer", nil, []string{"--key", otherKey}, 1, []string{"bad checkpoint", "not trusted"}, "bad checkpoint"},
+		}, nil, 1, []string{"record 29 on is missing from segment seg-", "the log ends at seq 28 but the checkpoint"}, "the log was cut short"},
+		{"checkpoint damaged", func(t *testing.T, data string) {
+			p := filepath.Join(data, "recorder", "checkpoints.jsonl")
+			raw, _ := os.ReadFile(p)
+			os.WriteFile(p, bytes.Replace(raw, []byte(`"time":"2026`), []byte(`"time":"2027`), 1), 0o600)
+		}, nil, 1, []string{"a checkpoint in checkpoints.jsonl is damaged"}, "bad checkpoint"},
+		{"signed by another key", nil, []string{"--key", otherKey}, 3, []string{"KEY MISMATCH", `key id "audit-test"`, "Check --key"},
+			"the checkpoints are signed by a different key (key id audit-test): check --key"},
+		{"altered and signed by another key", func(t *testing.T, data string) {
+			p, lines, i := segmentOf(t, data, 7)
+			lines[i] = bytes.Replace(lines[i], []byte(`"n":3`), []byte(`"n":4`), 1)
+			os.WriteFile(p, bytes.Join(lines, nil), 0o600)
+		}, []string{"--key", otherKey}, 1, []string{"record 7 in segment"}, "was altered"},
 		{"bad key", nil, []string{"--key", "ed25519:nope"}, 2, nil, "--key ed25519:nope"},
 	}
 	for _, tt := range tests {
@@ -157,6 +204,19 @@ func TestAuditVerify(t *testing.T) {
 			}
 			if tt.code == 1 && tt.stderr != "bad checkpoint" && !strings.Contains(errOut, "segment seg-") {
 				t.Errorf("failure does not name the segment: %s", errOut)
+			}
+			// The same with --data-dir and with --json.
+			args := append([]string{"audit", "verify", "--data-dir", data}, tt.args...)
+			if code, out2, _ := runAudit(context.Background(), args...); code != tt.code || out2 != out {
+				t.Errorf("--data-dir: exit %d, want %d; output differs: %v", code, tt.code, out2 != out)
+			}
+			code, js, _ := runAudit(context.Background(), append(args, "--json")...)
+			var rep recorder.VerifyReport
+			if code != tt.code || (tt.code != 2 && json.Unmarshal([]byte(js), &rep) != nil) {
+				t.Errorf("--json: exit %d, want %d: %s", code, tt.code, js)
+			}
+			if tt.code == 3 && (rep.UntrustedKey == nil || rep.UntrustedKey.KeyID != "audit-test" || rep.Problem != nil) {
+				t.Errorf("--json report of a key mismatch: %s", js)
 			}
 		})
 	}
@@ -184,6 +244,7 @@ func TestAuditVerify(t *testing.T) {
 			{"audit", "verify", filepath.Join(empty, "missing")},
 			{"audit", "verify", empty},
 			{"audit", "verify", base, base},
+			{"audit", "verify", base, "--data-dir", t.TempDir()},
 		} {
 			if code, _, errOut := runAudit(context.Background(), args...); code != 2 {
 				t.Errorf("%v: exit %d (%s), want 2", args, code, errOut)
@@ -230,9 +291,9 @@ func TestAuditShow(t *testing.T) {
 	}{
 		{[]string{"audit", "show", "t-9", "--data-dir", data}, 1, "no records for trace t-9"},
 		{[]string{"audit", "show", "bad id", "--data-dir", data}, 2, `trace id "bad id" is not`},
-		{[]string{"audit", "show", "t-1"}, 2, "--data-dir is required"},
+		{[]string{"audit", "show", "t-1", "--data-dir", ""}, 2, "--data-dir is empty"},
 		{[]string{"audit", "show", "--data-dir", data}, 2, "needs one TRACE_ID"},
-		{[]string{"audit", "show", "t-1", "--data-dir", t.TempDir()}, 2, "no flight recorder"},
+		{[]string{"audit", "show", "t-1", "--data-dir", t.TempDir()}, 2, "no flight recorder in"},
 	}
 	for _, tt := range tests {
 		code, _, errOut := runAudit(ctx, tt.args...)
@@ -322,6 +383,73 @@ func TestAuditTail(t *testing.T) {
 	got := buf.String()
 	if n := strings.Count(got, "trace=followed"); n != 40 || !strings.Contains(got, "#31 ") || !strings.Contains(got, "#70 ") {
 		t.Fatalf("tail -f printed %d of 40 records:\n%s", n, got)
+	}
+}
+
+// TestAuditDataDir: every subcommand reads the data directory the same
+// way — --data-dir, defaulting to the sidecar's default — and prints JSON
+// with --json; compressed segments read like plain ones.
+func TestAuditDataDir(t *testing.T) {
+	zip := auditZipDir(t)
+	ctx := context.Background()
+	cmds := []struct {
+		name string
+		args []string
+		want string // in the human output
+	}{
+		{"verify", []string{"audit", "verify"}, "segments compressed"},
+		{"show", []string{"audit", "show", "t-1"}, "trace t-1: 6 records"},
+		{"tail", []string{"audit", "tail", "-n", "30"}, "#1  request"},
+	}
+	for _, c := range cmds {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := runAudit(ctx, append(c.args, "--data-dir", zip)...)
+			if code != 0 || !strings.Contains(out, c.want) {
+				t.Fatalf("--data-dir: exit %d, %s%s", code, out, errOut)
+			}
+			code, js, errOut := runAudit(ctx, append(c.args, "--data-dir", zip, "--json")...)
+			if code != 0 {
+				t.Fatalf("--json: exit %d: %s", code, errOut)
+			}
+			dec := json.NewDecoder(strings.NewReader(js))
+			for dec.More() {
+				var v map[string]any
+				if err := dec.Decode(&v); err != nil {
+					t.Fatalf("--json output is not JSON: %v\n%s", err, js)
+				}
+			}
+			// Without --data-dir: the sidecar's default, relative to the
+			// working directory.
+			wd := t.TempDir()
+			t.Chdir(wd)
+			code, _, errOut = runAudit(ctx, c.args...)
+			if code != 2 || !strings.Contains(errOut, "no flight recorder in "+config.DefaultDataDir) || !strings.Contains(errOut, "--data-dir") {
+				t.Fatalf("no data dir: exit %d, %s", code, errOut)
+			}
+			if err := os.Symlink(zip, filepath.Join(wd, config.DefaultDataDir)); err != nil {
+				t.Fatal(err)
+			}
+			if code, out, errOut := runAudit(ctx, c.args...); code != 0 || !strings.Contains(out, c.want) {
+				t.Fatalf("default data dir: exit %d, %s%s", code, out, errOut)
+			}
+		})
+	}
+	// verify DIR stays an alias of --data-dir DIR.
+	code, out, _ := runAudit(ctx, "audit", "verify", zip)
+	if code != 0 || !strings.Contains(out, "OK ") {
+		t.Fatalf("verify DIR: exit %d: %s", code, out)
+	}
+
+	// A damaged compressed segment is reported like a damaged plain one.
+	data := t.TempDir()
+	copyTree(t, zip, data)
+	zst, _ := filepath.Glob(filepath.Join(data, "recorder", "seg-*.log.zst"))
+	raw, _ := os.ReadFile(zst[0])
+	raw[len(raw)/3] ^= 0x55
+	os.WriteFile(zst[0], raw, 0o600)
+	code, out, errOut := runAudit(ctx, "audit", "verify", "--data-dir", data)
+	if code != 1 || !strings.Contains(out, "in segment "+filepath.Base(zst[0])+" was altered") {
+		t.Fatalf("damaged compressed segment: exit %d\n%s%s", code, out, errOut)
 	}
 }
 

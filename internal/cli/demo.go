@@ -81,6 +81,10 @@ type demo struct {
 	adminToken     string
 	controlPlane   identity.PrivateKey
 	travelKey      identity.PrivateKey
+	bankKey        identity.PrivateKey
+	bookingKey     identity.PrivateKey
+	verifierKey    identity.PrivateKey // a hallucination checker's
+	bookingURL     string
 	bankAttest     *identity.Attestation
 	done           []chan error
 	closers        []func()
@@ -106,101 +110,105 @@ func newDemo(parent context.Context, out io.Writer, keep string) (*demo, error) 
 	return d, nil
 }
 
-// start runs the two agents and their sidecars.
+// start runs the agents and their sidecars: the bank and the honeypot, the
+// booking agent (with its egress proxy) and an impostor. The bank's and the
+// booking agent's sidecars share reputation events over HTTP.
 func (d *demo) start() error {
 	var err error
-	if d.controlPlane, err = identity.GenerateKey(nil); err != nil {
+	for _, k := range []*identity.PrivateKey{&d.controlPlane, &d.travelKey, &d.bankKey, &d.bookingKey, &d.verifierKey} {
+		if *k, err = identity.GenerateKey(nil); err != nil {
+			return err
+		}
+	}
+	attest := func(agentID string, key identity.PrivateKey) (*identity.Attestation, error) {
+		return identity.CreateAttestation(d.controlPlane, "demo-control-plane", identity.Claims{
+			AgentID: agentID, CodebaseHash: identity.HashBytes([]byte(agentID + " code")),
+			ConfigHash: identity.HashBytes([]byte(agentID + " config")), VerificationKey: key.PublicKey(),
+		}, identity.AttestationOptions{TTL: time.Hour})
+	}
+	if d.bankAttest, err = attest("secure-bank-agent", d.bankKey); err != nil {
 		return err
 	}
-	if d.travelKey, err = identity.GenerateKey(nil); err != nil {
-		return err
-	}
-	bankKey, err := identity.GenerateKey(nil)
+	bookingAttest, err := attest("booking-agent", d.bookingKey)
 	if err != nil {
 		return err
 	}
-	d.bankAttest, err = identity.CreateAttestation(d.controlPlane, "demo-control-plane", identity.Claims{
-		AgentID: "secure-bank-agent", CodebaseHash: identity.HashBytes([]byte("bank agent v1.2.0")),
-		ConfigHash: identity.HashBytes([]byte("bank config")), VerificationKey: bankKey.PublicKey(),
-	}, identity.AttestationOptions{TTL: time.Hour})
-	if err != nil {
-		return err
+	// The listeners come first: sidecars name their mesh peers by URL.
+	var lns [5]net.Listener
+	for i := range lns {
+		if lns[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return err
+		}
 	}
-	bankAgent := d.serveAgent(func(w http.ResponseWriter, r *http.Request, body []byte) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"status":"ok","agent":"secure-bank-agent","message":"payment scheduled"}`)
-	})
-	potAgent := d.serveAgent(func(w http.ResponseWriter, r *http.Request, body []byte) {
-		d.potCalls.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"status":"stored forever"}`)
-	})
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	bank := sidecar.Config{
-		AgentURL: bankAgent, Manifest: demoManifest("secure_bank.json"), DataDir: filepath.Join(d.tmp, "secure-bank-agent"),
-		OverrideToken: d.overrideToken, AdminToken: d.adminToken, Logger: quiet,
-		Key: bankKey, Attestation: d.bankAttest,
-		ControlPlaneKeys: map[string]ed25519.PublicKey{"demo-control-plane": d.controlPlane.PublicKey()},
-		TrustedAgents:    map[string]ed25519.PublicKey{"travel-agent": d.travelKey.PublicKey()},
-	}
-	pot := sidecar.Config{
-		AgentURL: potAgent, Manifest: demoManifest("untrusted_honeypot.json"), DataDir: filepath.Join(d.tmp, "honeypot-agent"),
-		OverrideToken: d.overrideToken, AdminToken: d.adminToken, Logger: quiet,
-	}
-	if d.bankURL, _, err = d.serveSidecar(bank); err != nil {
-		return fmt.Errorf("bank sidecar: %w", err)
-	}
-	if d.potURL, _, err = d.serveSidecar(pot); err != nil {
-		return fmt.Errorf("honeypot sidecar: %w", err)
-	}
-	return d.startCaller(quiet)
-}
+	url := func(ln net.Listener) string { return "http://" + ln.Addr().String() }
+	d.bankURL, d.potURL, d.bookingURL, d.egressURL, d.impostorURL = url(lns[0]), url(lns[1]), url(lns[2]), url(lns[3]), url(lns[4])
 
-// startCaller runs the booking agent's sidecar, with its egress proxy, and
-// an impostor that claims to be a verified partner without any proof.
-func (d *demo) startCaller(quiet *slog.Logger) error {
-	bookingKey, err := identity.GenerateKey(nil)
-	if err != nil {
-		return err
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("IATP_DEMO_DEBUG") != "" { // the sidecars' own logs, for debugging the demo
+		quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	bookingAttest, err := identity.CreateAttestation(d.controlPlane, "demo-control-plane", identity.Claims{
-		AgentID: "booking-agent", CodebaseHash: identity.HashBytes([]byte("booking agent v3")),
-		ConfigHash: identity.HashBytes([]byte("booking config")), VerificationKey: bookingKey.PublicKey(),
-	}, identity.AttestationOptions{TTL: time.Hour})
-	if err != nil {
-		return err
+	cps := map[string]ed25519.PublicKey{"demo-control-plane": d.controlPlane.PublicKey()}
+	ok := func(calls *atomic.Int64, answer string) string {
+		return d.serveAgent(func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+			if calls != nil {
+				calls.Add(1)
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, answer)
+		})
 	}
 	warnBelow := 9
-	booking := sidecar.Config{
-		AgentURL: d.serveAgent(func(w http.ResponseWriter, _ *http.Request, _ []byte) {
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, `{"status":"ok"}`)
-		}),
-		Manifest: demoManifest("booking_agent.json"), DataDir: filepath.Join(d.tmp, "booking-agent"),
-		OverrideToken: d.overrideToken, AdminToken: d.adminToken, Logger: quiet,
-		Key: bookingKey, Attestation: bookingAttest,
-		ControlPlaneKeys: map[string]ed25519.PublicKey{"demo-control-plane": d.controlPlane.PublicKey()},
-		EgressListen:     "127.0.0.1:0",
-		// This agent asks a human before it talks to anyone it cannot trust
-		// at 9 or more.
-		Egress: sidecar.EgressConfig{Policy: policy.Config{WarnBelow: &warnBelow}},
-	}
-	if _, d.egressURL, err = d.serveSidecar(booking); err != nil {
-		return fmt.Errorf("booking agent's sidecar: %w", err)
-	}
 	impostor := demoManifest("standard_agent.json")
 	impostor.Identity.AgentID = "impostor-bank"
 	impostor.TrustLevel = manifest.VerifiedPartner
-	d.impostorURL, _, err = d.serveSidecar(sidecar.Config{
-		AgentURL: d.serveAgent(func(w http.ResponseWriter, _ *http.Request, _ []byte) {
-			d.impostorCalls.Add(1)
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, `{"status":"ok"}`)
-		}),
-		Manifest: impostor, DataDir: filepath.Join(d.tmp, "impostor-bank"), Logger: quiet,
-	})
-	if err != nil {
-		return fmt.Errorf("impostor's sidecar: %w", err)
+	sidecars := []struct {
+		name   string
+		cfg    sidecar.Config
+		ln     net.Listener
+		egress net.Listener
+	}{
+		{"bank", sidecar.Config{
+			AgentURL: ok(nil, `{"status":"ok","agent":"secure-bank-agent","message":"payment scheduled"}`),
+			Manifest: demoManifest("secure_bank.json"), DataDir: filepath.Join(d.tmp, "secure-bank-agent"),
+			OverrideToken: d.overrideToken, AdminToken: d.adminToken, Logger: quiet,
+			Key: d.bankKey, Attestation: d.bankAttest, ControlPlaneKeys: cps,
+			TrustedAgents: map[string]ed25519.PublicKey{"travel-agent": d.travelKey.PublicKey(), "booking-agent": d.bookingKey.PublicKey()},
+			Reputation: sidecar.ReputationConfig{Peers: []string{d.bookingURL},
+				Verifiers: map[string]ed25519.PublicKey{"hallucination-checker": d.verifierKey.PublicKey()}},
+		}, lns[0], nil},
+		{"honeypot", sidecar.Config{
+			AgentURL: ok(&d.potCalls, `{"status":"stored forever"}`),
+			Manifest: demoManifest("untrusted_honeypot.json"), DataDir: filepath.Join(d.tmp, "honeypot-agent"),
+			OverrideToken: d.overrideToken, AdminToken: d.adminToken, Logger: quiet,
+		}, lns[1], nil},
+		{"booking agent", sidecar.Config{
+			AgentURL: ok(nil, `{"status":"ok"}`),
+			Manifest: demoManifest("booking_agent.json"), DataDir: filepath.Join(d.tmp, "booking-agent"),
+			OverrideToken: d.overrideToken, AdminToken: d.adminToken, Logger: quiet,
+			Key: d.bookingKey, Attestation: bookingAttest, ControlPlaneKeys: cps,
+			// The bank's sidecar is a reporter this one trusts, and a peer.
+			TrustedAgents: map[string]ed25519.PublicKey{"secure-bank-agent": d.bankKey.PublicKey()},
+			Reputation:    sidecar.ReputationConfig{Peers: []string{d.bankURL}},
+			EgressListen:  "on",
+			// This agent asks a human before it talks to anyone it cannot
+			// trust at 9 or more.
+			Egress: sidecar.EgressConfig{Policy: policy.Config{WarnBelow: &warnBelow}},
+		}, lns[2], lns[3]},
+		{"impostor", sidecar.Config{
+			AgentURL: ok(&d.impostorCalls, `{"status":"ok"}`),
+			Manifest: impostor, DataDir: filepath.Join(d.tmp, "impostor-bank"), Logger: quiet,
+		}, lns[4], nil},
+	}
+	for i, sc := range sidecars {
+		if err := d.serveSidecar(sc.cfg, sc.ln, sc.egress); err != nil {
+			for _, rest := range sidecars[i:] {
+				rest.ln.Close()
+				if rest.egress != nil {
+					rest.egress.Close()
+				}
+			}
+			return fmt.Errorf("%s's sidecar: %w", sc.name, err)
+		}
 	}
 	return nil
 }
@@ -232,31 +240,17 @@ func (d *demo) serveAgent(h func(http.ResponseWriter, *http.Request, []byte)) st
 	return "http://" + ln.Addr().String()
 }
 
-// serveSidecar runs a sidecar on loopback and returns its URL and, when
-// cfg sets EgressListen, its egress proxy's URL.
-func (d *demo) serveSidecar(cfg sidecar.Config) (url, egress string, err error) {
+// serveSidecar runs a sidecar on ln (and its egress proxy on eln, when
+// not nil) until the demo stops.
+func (d *demo) serveSidecar(cfg sidecar.Config, ln, eln net.Listener) error {
 	sc, err := sidecar.New(cfg)
 	if err != nil {
-		return "", "", err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		sc.Close()
-		return "", "", err
-	}
-	var eln net.Listener
-	if cfg.EgressListen != "" {
-		if eln, err = net.Listen("tcp", cfg.EgressListen); err != nil {
-			ln.Close()
-			sc.Close()
-			return "", "", err
-		}
-		egress = "http://" + eln.Addr().String()
+		return err
 	}
 	done := make(chan error, 1)
 	go func() { done <- sc.ServeAll(d.ctx, ln, eln) }()
 	d.done = append(d.done, done)
-	return "http://" + ln.Addr().String(), egress, nil
+	return nil
 }
 
 // stop shuts the sidecars down (flushing their recorders), the agents, and

@@ -24,6 +24,7 @@ func (d *demo) play() int {
 	d.calls()
 	d.egress()
 	d.traceAndSlash()
+	d.mesh()
 	d.forgeries()
 	return d.failures
 }
@@ -173,9 +174,49 @@ func (d *demo) traceAndSlash() {
 		"Authorization", "Bearer "+d.adminToken)
 	d.check("a verifier slashes the honeypot for a critical hallucination", a, 200,
 		expect(a.str("status") == "slashed", "status %q", a.str("status")))
-	d.note("new score %v (%s); it started at 5.0 and earned +0.1 for the one call it answered", a.json["new_score"], a.str("trust_level"))
+	d.note("new score %v (%s), from 5.0: the calls it answered are counted, but a sidecar never raises its own agent's score", a.json["new_score"], a.str("trust_level"))
 	a = d.call("POST", d.potURL+"/reputation/honeypot-agent/slash", `{"reason":"hallucination","severity":"critical"}`)
 	d.check("a slash without the admin credential changes nothing", a, 401)
+}
+
+// mesh shows a verifier's slash spreading to another sidecar.
+func (d *demo) mesh() {
+	fmt.Fprintf(d.out, "\n— Reputation across the mesh\n")
+	signer := &identity.RequestSigner{AgentID: "hallucination-checker", Key: d.verifierKey}
+	var a *answer
+	for i := range 2 {
+		body := fmt.Sprintf(`{"reason":"hallucination","severity":"critical","trace_id":"demo-verify-%d","details":{"claim":"invented a refund policy"}}`, i)
+		req, _ := http.NewRequestWithContext(d.ctx, "POST", d.bankURL+"/reputation/honeypot-agent/slash", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Agent-Trace-ID", fmt.Sprintf("demo-verify-%d", i))
+		if err := signer.SignRequest(req, []byte(body)); err != nil {
+			a = &answer{err: err}
+			break
+		}
+		a = d.send(req)
+	}
+	start := time.Now()
+	d.check("a hallucination checker's signed reports slash the honeypot at the bank's sidecar", a, 200,
+		expect(a.str("trust_level") == "untrusted", "trust level %q, want untrusted", a.str("trust_level")))
+	d.note("two critical hallucinations: %v (%s) — signed by the bank's sidecar and sent to its peers", a.json["new_score"], a.str("trust_level"))
+	var seen *answer
+	for time.Since(start) < 15*time.Second {
+		seen = d.call("GET", d.bookingURL+"/reputation/honeypot-agent", "")
+		if seen.str("trust_level") == "untrusted" {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	took := time.Since(start)
+	d.check("the booking agent's sidecar learns it over HTTP gossip", seen, 200,
+		expect(seen.str("trust_level") == "untrusted", "after %s the booking agent's sidecar holds %s", took.Round(time.Millisecond), clip(string(seen.body), 200)))
+	d.note("in %s: the event is signed, so the booking agent's sidecar verified it against the bank's key before applying it", took.Round(time.Millisecond))
+	before := d.potCalls.Load()
+	a = d.viaEgress(d.potURL+"/proxy", `{"task":"newsletter_signup"}`, "X-User-Override", d.overrideToken)
+	d.check("the booking agent's calls to the honeypot are now refused, override or not", a, 403,
+		expect(a.str("blocked_by") == "untrusted_target", "blocked_by %q", a.str("blocked_by")),
+		expect(d.potCalls.Load() == before, "the honeypot was reached"))
+	d.note("%s", a.str("error"))
 }
 
 // forgeries shows attestations that are refused, with their reasons.

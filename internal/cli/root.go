@@ -79,6 +79,7 @@ the rest; "iatp completion bash|zsh|fish" prints a shell completion script.`,
 		newHandshakeCmd(s),
 		newKeygenCmd(s), newAttestCmd(s), newManifestCmd(s),
 		newAuditCmd(s),
+		newReputationCmd(s),
 		newSidecarCmd(s),
 		newDemoCmd(s),
 	)

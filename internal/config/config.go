@@ -20,6 +20,7 @@ import (
 	"github.com/iatp/iatp/client"
 	"github.com/iatp/iatp/internal/wire"
 	"github.com/iatp/iatp/policy"
+	"github.com/iatp/iatp/reputation"
 )
 
 // MaxFileSize bounds the configuration file.
@@ -56,6 +57,9 @@ type File struct {
 	Server    Server        `yaml:"server"`
 	Identity  Identity      `yaml:"identity"`
 	Egress    Egress        `yaml:"egress"`
+	// Reputation is the reputation node: who may slash, its peers, NATS,
+	// and the mesh's parameters (docs/reputation.md).
+	Reputation reputation.Settings `yaml:"reputation"`
 }
 
 // Egress configures the egress proxy, through which the agent calls other
@@ -105,15 +109,19 @@ type Recorder struct {
 	MaxResponseBytes int           `yaml:"max_response_bytes"`
 	CheckpointEvery  int           `yaml:"checkpoint_every"`
 	Recover          bool          `yaml:"recover"`
+	Compression      string        `yaml:"compression"` // zstd | none
 }
 
 // Server holds the limits of the sidecar's HTTP server and agent client.
 type Server struct {
+	// Pprof serves /debug/pprof/ behind the admin token (also --pprof).
+	Pprof             bool          `yaml:"pprof"`
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	ReadTimeout       time.Duration `yaml:"read_timeout"`
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout"`
 	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+	MaxConnections    int           `yaml:"max_connections"`
 	MaxConnsPerAgent  int           `yaml:"max_conns_per_agent"`
 }
 

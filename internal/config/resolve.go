@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -37,6 +38,12 @@ type Flags struct {
 	// RequireAuthenticatedCallers, when set, beats the file.
 	RequireAuthenticatedCallers *bool
 	RecorderRecover             bool
+	// Pprof (--pprof) is ORed with server.pprof.
+	Pprof bool
+	// Peers (--peer) add to reputation.peers; NATSURL (--nats-url) beats
+	// reputation.nats.url.
+	Peers   []string
+	NATSURL string
 }
 
 // Source says where the resolved settings came from, for the start-up log.
@@ -145,17 +152,23 @@ func Resolve(file *File, configDir string, getenv func(string) string, flags Fla
 	default:
 		bad(fmt.Errorf("recorder.sync: %q is not batch or always", r.Sync))
 	}
+	switch r.Compression {
+	case "", string(recorder.CompressionZstd), string(recorder.CompressionNone):
+	default:
+		bad(fmt.Errorf("recorder.compression: %q is not zstd or none", r.Compression))
+	}
 	cfg.Recorder = recorder.Config{
 		Sync: recorder.SyncMode(r.Sync), SyncInterval: r.SyncInterval, SegmentBytes: r.SegmentBytes,
 		MaxAge: r.MaxAge, MaxTotalBytes: r.MaxTotalBytes, CheckpointEvery: r.CheckpointEvery,
-		Recover: r.Recover || flags.RecorderRecover,
+		Recover: r.Recover || flags.RecorderRecover, Compression: recorder.Compression(r.Compression),
 	}
 	cfg.MaxRecordPayload = r.MaxPayloadBytes
 	cfg.MaxResponseRecord = r.MaxResponseBytes
 
 	s := file.Server
 	cfg.ReadHeaderTimeout, cfg.ReadTimeout, cfg.IdleTimeout, cfg.ShutdownTimeout = s.ReadHeaderTimeout, s.ReadTimeout, s.IdleTimeout, s.ShutdownTimeout
-	cfg.MaxHeaderBytes, cfg.MaxConnsPerAgent = s.MaxHeaderBytes, s.MaxConnsPerAgent
+	cfg.MaxHeaderBytes, cfg.MaxConnsPerAgent, cfg.MaxConnections = s.MaxHeaderBytes, s.MaxConnsPerAgent, s.MaxConnections
+	cfg.Pprof = s.Pprof || flags.Pprof
 
 	id := file.Identity
 	if path := first(flags.Key, rel(id.Key)); path != "" {
@@ -208,6 +221,21 @@ func Resolve(file *File, configDir string, getenv func(string) string, flags Fla
 	}
 	if err := client.CheckRules(e.Targets); err != nil {
 		bad(fmt.Errorf("egress.%w", err))
+	}
+
+	rep := file.Reputation
+	if err := rep.Validate(); err != nil {
+		bad(err)
+	}
+	cfg.Reputation = sidecar.ReputationConfig{
+		Settings:    rep,
+		Verifiers:   keyMap("reputation.verifiers", "", rep.Verifiers, nil, rel, bad),
+		Peers:       append(slices.Clone(rep.Peers), flags.Peers...),
+		NATSURL:     first(flags.NATSURL, rep.NATS.URL),
+		AntiEntropy: rep.AntiEntropyInterval,
+	}
+	for _, p := range cfg.Reputation.Peers {
+		checkAgentURL("reputation peer", p, bad)
 	}
 
 	if len(errs) > 0 {

@@ -12,18 +12,20 @@ const module = "github.com/iatp/iatp/"
 // allowed lists, for each package, the iatp packages it may import besides
 // internal/wire, which every package may import.
 var allowed = map[string][]string{
-	"internal/wire": {},
-	"manifest":      {},
-	"detect":        {},
-	"identity":      {},
-	"recorder":      {},
-	"reputation":    {},
-	"policy":        {"manifest", "detect"},
-	"pipeline":      {"manifest", "detect", "policy", "recorder", "identity"},
-	"client":        {"manifest", "policy", "recorder", "identity", "pipeline"},
-	"sidecar":       {"manifest", "detect", "policy", "recorder", "reputation", "identity", "pipeline", "client"},
-	"pipe":          {"manifest", "detect", "policy", "recorder", "identity", "pipeline", "pipe/frame"},
-	"pipe/frame":    {"identity"},
+	"internal/wire":       {},
+	"manifest":            {},
+	"detect":              {},
+	"identity":            {},
+	"recorder":            {},
+	"reputation":          {"manifest", "detect", "identity"},
+	"reputation/gossip":   {"reputation", "identity"},
+	"reputation/natsmesh": {"reputation"},
+	"policy":              {"manifest", "detect"},
+	"pipeline":            {"manifest", "detect", "policy", "recorder", "identity"},
+	"client":              {"manifest", "policy", "recorder", "identity", "pipeline"},
+	"sidecar":             {"manifest", "detect", "policy", "recorder", "reputation", "reputation/gossip", "reputation/natsmesh", "identity", "pipeline", "client"},
+	"pipe":                {"manifest", "detect", "policy", "recorder", "identity", "pipeline", "pipe/frame"},
+	"pipe/frame":          {"identity"},
 }
 
 // TestDependenciesPointOneWay fails when a package imports an iatp package

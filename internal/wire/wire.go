@@ -39,6 +39,8 @@ const (
 	ContentDigest  = "Content-Digest"
 	// Authorization carries the admin token.
 	Authorization = "Authorization"
+	// ProxyAuthorization carries the egress proxy's token.
+	ProxyAuthorization = "Proxy-Authorization"
 	// Attestation carries a caller's v2 attestation, base64url of its JSON.
 	Attestation = "X-IATP-Attestation"
 	// CallerID tells the agent who its authenticated caller is.
@@ -55,12 +57,12 @@ const StatusWarning = 449
 // that repeats one is refused, so the sidecar and the agent can never read
 // two different values of it.
 var Owned = []string{TraceID, Override, ForwardedFor, Signature, SignatureInput, ContentDigest,
-	Traceparent, Tracestate, IdempotencyKey, Authorization, Attestation}
+	Traceparent, Tracestate, IdempotencyKey, Authorization, Attestation, ProxyAuthorization}
 
 // Credentials lists the headers whose values are credentials the sidecar
 // itself consumes; they are not scanned for sensitive data (PROTOCOL §4)
 // and never recorded.
-var Credentials = []string{Override, Authorization, Signature, SignatureInput, Attestation}
+var Credentials = []string{Override, Authorization, Signature, SignatureInput, Attestation, ProxyAuthorization}
 
 // hopByHop are connection-level headers a proxy never passes on (RFC 9110
 // §7.6.1), normalized.
@@ -173,12 +175,25 @@ func CheckTraceID(id string) string {
 	if id == "" {
 		return TraceID + " is empty; send 1–128 characters of [A-Za-z0-9._:-], or leave the header out for a new id"
 	}
+	if p := TraceIDProblem(id); p != "" {
+		return TraceID + " " + p
+	}
+	return ""
+}
+
+// TraceIDProblem says what is wrong with a non-empty trace id, without
+// naming where it came from ("is 200 characters long; …"); "" when it is
+// a trace id.
+func TraceIDProblem(id string) string {
+	if id == "" {
+		return "is empty"
+	}
 	if len(id) > MaxTraceIDLen {
-		return fmt.Sprintf("%s is %d characters long; at most %d of [A-Za-z0-9._:-] are allowed", TraceID, len(id), MaxTraceIDLen)
+		return fmt.Sprintf("is %d characters long; at most %d of [A-Za-z0-9._:-] are allowed", len(id), MaxTraceIDLen)
 	}
 	for i := 0; i < len(id); i++ {
 		if !traceIDChar[id[i]] {
-			return fmt.Sprintf("%s holds %q at position %d; only 1–%d characters of [A-Za-z0-9._:-] are allowed", TraceID, rune(id[i]), i, MaxTraceIDLen)
+			return fmt.Sprintf("holds %q at position %d; only 1–%d characters of [A-Za-z0-9._:-] are allowed", rune(id[i]), i, MaxTraceIDLen)
 		}
 	}
 	return ""
@@ -313,8 +328,14 @@ func hasEncodedSeparator(s string) bool {
 	return false
 }
 
-// ErrTooLarge is wrapped by ReadAll's error for input over its limit.
+// ErrTooLarge is what ReadAll's error for input over its limit is (by
+// errors.Is); its text names the limit: "larger than N bytes".
 var ErrTooLarge = errors.New("larger than the limit")
+
+type tooLarge int64
+
+func (e tooLarge) Error() string        { return fmt.Sprintf("larger than %d bytes", int64(e)) }
+func (e tooLarge) Is(target error) bool { return target == ErrTooLarge }
 
 // ReadAll reads r to its end, but no more than limit bytes: beyond, it
 // stops and returns an error wrapping ErrTooLarge that names the limit.
@@ -325,7 +346,7 @@ func ReadAll(r io.Reader, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%w: over %d bytes", ErrTooLarge, limit)
+		return nil, tooLarge(limit)
 	}
 	return b, nil
 }
