@@ -24,6 +24,9 @@ var allowed = map[string][]string{
 	"pipeline":            {"manifest", "detect", "policy", "recorder", "identity"},
 	"client":              {"manifest", "policy", "recorder", "identity", "pipeline"},
 	"sidecar":             {"manifest", "detect", "policy", "recorder", "reputation", "reputation/gossip", "reputation/natsmesh", "identity", "pipeline", "client"},
+	// The cascade experiment runs real sidecars and reads what their
+	// reputation nodes hold; internal/cli runs it.
+	"internal/cascade": {"sidecar", "manifest", "policy", "recorder", "reputation", "identity"},
 }
 
 // TestDependenciesPointOneWay fails when a package imports an iatp package
