@@ -39,6 +39,9 @@ const DefaultRule = `has(request.body.task) && request.body.task in ["write", "p
 // RuleName is the name of the operator rule, as "blocked_by" shows it.
 const RuleName = "destructive-needs-trust"
 
+// ErrInvalidConfig is returned by Run for a configuration it refuses.
+var ErrInvalidConfig = errors.New("cascade: invalid configuration")
+
 // Defaults of Config.
 const (
 	DefaultAgents           = 50
@@ -52,7 +55,7 @@ const (
 	DefaultSeed             = 1
 	DefaultSeverity         = "high"
 	DefaultTransport        = TransportNATS
-	DefaultConcurrency      = 8
+	DefaultConcurrency      = 1
 	DefaultGossipPeers      = 4
 	DefaultSettleTimeout    = 10 * time.Second
 )
@@ -93,7 +96,9 @@ type Config struct {
 	// 0 never does within a run (the sidecar's own interval, one minute
 	// by default, is set beyond the run).
 	SummaryEvery int
-	// Concurrency bounds the chains in flight within a round.
+	// Concurrency bounds the chains in flight within a round. Counts do
+	// not depend on it; latencies do (on two cores, chains in flight
+	// queue behind each other).
 	Concurrency int
 	// Arms to run, in the order of Arms; nil means all.
 	Arms []string
@@ -194,7 +199,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		bad("settle timeout %s is negative", cfg.SettleTimeout)
 	}
 	if len(errs) > 0 {
-		return cfg, fmt.Errorf("cascade: invalid configuration: %w", errors.Join(errs...))
+		return cfg, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
 	}
 	return cfg, nil
 }

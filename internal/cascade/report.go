@@ -98,6 +98,15 @@ func (res *Result) WriteMarkdown(w io.Writer) error {
 		}
 		return fmt.Sprintf("**%s ms**", num(float64(a.HopOverheadMs.P50-control.HopOverheadMs.P50)))
 	}))
+	row("time per request that reached its action (4 agents, 3 hops), p50 / p95", func(a *ArmResult) string {
+		return fmt.Sprintf("%s / %s ms", num(float64(a.RequestMs.P50)), num(float64(a.RequestMs.P95)))
+	})
+	row("**added latency per request** (p50 − control's p50)", sidecar(func(a *ArmResult) string {
+		if control == nil {
+			return "—"
+		}
+		return fmt.Sprintf("**%s ms**", num(float64(a.RequestMs.P50-control.RequestMs.P50)))
+	}))
 	row("requests refused, by rule (for honest agents' reputation)", sidecar(func(a *ArmResult) string {
 		if len(a.Refusals) == 0 {
 			return "none"

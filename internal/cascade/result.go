@@ -120,6 +120,9 @@ type ArmResult struct {
 	// handler took: the cost of the hop (the sidecars' work and the
 	// network, or the network alone in the control arm).
 	HopOverheadMs Summary `json:"hop_overhead_ms"`
+	// RequestMs sums up, per user request that reached its action, the
+	// time the user waited: four agents and three hops.
+	RequestMs Summary `json:"request_ms"`
 
 	// Cumulative is the number of poisoned actions after each round.
 	Cumulative []int `json:"cumulative"`
@@ -226,7 +229,7 @@ func (a *arm) measure(res *ArmResult, w *watcher, views *finalViews) {
 
 	cut := map[int]bool{}
 	emitted := map[int]int{}
-	var overhead []time.Duration
+	var overhead, requests []time.Duration
 	for _, round := range pl.Rounds {
 		for _, c := range round {
 			clean := !pl.Poisoned(c, Hops)
@@ -245,6 +248,9 @@ func (a *arm) measure(res *ArmResult, w *watcher, views *finalViews) {
 				case cl.status == 200:
 					if took, ok := led.handled[id]; ok && h > 0 {
 						overhead = append(overhead, cl.took-took)
+					}
+					if _, acted := led.handled[c.RequestID(Hops)]; acted && h == 0 {
+						requests = append(requests, cl.took)
 					}
 				case cl.status == 403 && cl.blockedBy != "":
 					res.Refusals[cl.blockedBy]++
@@ -284,6 +290,7 @@ func (a *arm) measure(res *ArmResult, w *watcher, views *finalViews) {
 	}
 	res.HonestCutOffRate = Float(Rate(len(res.HonestCutOff), len(t.Agents)-t.BadCount()))
 	res.HopOverheadMs = Summarise(millis(overhead), "ms")
+	res.RequestMs = Summarise(millis(requests), "ms")
 	if w == nil {
 		return
 	}

@@ -69,7 +69,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	rule := policy.Rule{Name: RuleName, When: cfg.Rule, Decision: "block",
 		Reason: "a destructive task needs a caller with a trust score of at least 7"}
 	if _, err := policy.New(policy.Config{Rules: []policy.Rule{rule}}); err != nil {
-		return nil, fmt.Errorf("cascade: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	r := &runner{cfg: cfg, rule: rule,
 		plan:  NewPlan(t, cfg.Rounds, cfg.Params, rand.New(rand.NewPCG(cfg.Seed, streamTraffic))),

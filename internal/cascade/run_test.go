@@ -53,7 +53,7 @@ func TestRunEndToEnd(t *testing.T) {
 		if len(a.Cumulative) != 12 || a.Cumulative[11] != a.PoisonedActions || !slices.IsSorted(a.Cumulative) {
 			t.Errorf("%s: cumulative %v, %d poisoned actions", a.Name, a.Cumulative, a.PoisonedActions)
 		}
-		if a.HopOverheadMs.N == 0 {
+		if a.HopOverheadMs.N == 0 || a.RequestMs.N == 0 {
 			t.Errorf("%s: no hop measured", a.Name)
 		}
 		sum := 0
@@ -94,15 +94,19 @@ func TestRunEndToEnd(t *testing.T) {
 // counts is the part of an arm's result that must not depend on timing.
 func counts(a ArmResult) ArmResult {
 	a.Isolation, a.CutOffSeconds, a.IsolatedSeconds, a.PropagationSeconds = nil, Summary{}, Summary{}, Summary{}
-	a.HopOverheadMs, a.Timing = Summary{}, Timing{}
+	a.HopOverheadMs, a.RequestMs, a.Timing = Summary{}, Summary{}, Timing{}
 	return a
 }
 
+// TestRunDeterministic runs one seed twice, one at a time and four
+// requests at once: the counts must be the same.
 func TestRunDeterministic(t *testing.T) {
 	cfg := smallConfig()
 	cfg.Seed = 8
 	cfg.Arms = []string{ArmIATP, ArmNoPropagation}
-	a, b := runSmall(t, cfg), runSmall(t, cfg)
+	a := runSmall(t, cfg)
+	cfg.Concurrency = 4
+	b := runSmall(t, cfg)
 	for i := range a.Arms {
 		x, y := counts(a.Arms[i]), counts(b.Arms[i])
 		xj, _ := json.Marshal(x)

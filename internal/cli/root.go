@@ -81,6 +81,7 @@ the rest; "iatp completion bash|zsh|fish" prints a shell completion script.`,
 		newAuditCmd(s),
 		newSidecarCmd(s),
 		newDemoCmd(s),
+		newExperimentCmd(s),
 	)
 	root.InitDefaultCompletionCmd() // iatp completion bash|zsh|fish|powershell
 	return root
