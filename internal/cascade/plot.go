@@ -22,8 +22,8 @@ var armStyles = map[string]struct {
 }
 
 // WritePlot draws the cumulative number of poisoned requests that reached
-// an irreversible action after each round, one line per arm, with the
-// number of poisoned requests sent as a reference, and writes it as PNG.
+// an irreversible action after each round, one line per arm (the control
+// arm's is also what the bad agents sent), and writes it as PNG.
 func (res *Result) WritePlot(w io.Writer) error {
 	p := plot.New()
 	c := res.Config
@@ -34,21 +34,6 @@ func (res *Result) WritePlot(w io.Writer) error {
 	p.X.Min, p.Y.Min = 0, 0
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Add(plotter.NewGrid())
-	var sent plotter.XYs
-	if len(res.Arms) > 0 {
-		sent = append(sent, plotter.XY{})
-		for i, n := range res.PoisonedPerRound {
-			sent = append(sent, plotter.XY{X: float64(i + 1), Y: float64(n)})
-		}
-		l, err := plotter.NewLine(sent)
-		if err != nil {
-			return err
-		}
-		l.Color = color.Gray{Y: 0x99}
-		l.Dashes = []vg.Length{vg.Points(2), vg.Points(2)}
-		p.Add(l)
-		p.Legend.Add("poisoned requests sent", l)
-	}
 	for _, a := range res.Arms {
 		pts := plotter.XYs{{}}
 		for i, n := range a.Cumulative {

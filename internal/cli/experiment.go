@@ -89,6 +89,9 @@ Exit status: 0 when the run completed, 1 when it could not.`,
 				return failf("experiment cascade: %v", err)
 			}
 			if asJSON {
+				if !quietly {
+					fmt.Fprintf(s.err, "experiment cascade: wrote %s\n", strings.Join(files, ", "))
+				}
 				enc := json.NewEncoder(s.out)
 				enc.SetIndent("", "  ")
 				if err := enc.Encode(res); err != nil {
