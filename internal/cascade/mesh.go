@@ -171,10 +171,19 @@ func (r *runner) startMesh(ctx context.Context, a *arm, sidecars bool, transport
 		natsURL = m.nats.ClientURL()
 	}
 	// Sidecars open their flight recorder and reputation database: start
-	// them side by side, bounded by the cores.
+	// them side by side, bounded by the cores — except over NATS, where
+	// each sidecar's transport creates the stream (or updates it) and its
+	// consumer at start, and nats-server v2.15.3 races when one client
+	// updates the stream while another creates a consumer (filestore.go:
+	// UpdateConfig writes fs.cfg, ConsumerStore reads it unlocked). There
+	// each sidecar starts once the one before has its consumer.
+	parallel := 4
+	if m.nats != nil {
+		parallel = 1
+	}
 	errs := make([]error, len(t.Agents))
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
+	sem := make(chan struct{}, parallel)
 	for i := range t.Agents {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -188,6 +197,9 @@ func (r *runner) startMesh(ctx context.Context, a *arm, sidecars bool, transport
 				return
 			}
 			m.nodes[i].sc, m.nodes[i].rep = sc, sc.Reputation()
+			if m.nats != nil {
+				errs[i] = waitConsumers(ctx, m.nats, i+1)
+			}
 		}()
 	}
 	wg.Wait()
@@ -290,6 +302,23 @@ func startNATS(dir string) (*server.Server, error) {
 	return s, nil
 }
 
+// waitConsumers waits until the NATS server has n JetStream consumers.
+func waitConsumers(ctx context.Context, s *server.Server, n int) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for have := 0; ; {
+		if info, err := s.Jsz(nil); err == nil {
+			have = info.Consumers
+		}
+		if have >= n {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("nats server: %d consumers after 10s, want %d", have, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // stop shuts the sidecars down (each flushes its recorder and reputation
 // node), then the agents and the NATS server, and removes the data.
 func (m *mesh) stop() error {
@@ -301,6 +330,24 @@ func (m *mesh) stop() error {
 		}
 	}
 	m.user.CloseIdleConnections()
+	// Reputation nodes and their transports close first, while every
+	// server still runs. A sidecar's server that stops while a peer's
+	// gossip push is in its reputation node ends the push's context, and
+	// reputation.Node.ApplyBatch then reads the batch's results while the
+	// node's writer still sets them (a data race; see docs/cascade.md).
+	var wg sync.WaitGroup
+	for _, n := range m.nodes {
+		if n != nil && n.rep != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_ = n.rep.Close(ctx) // the sidecar's own Close finds it closed
+			}()
+		}
+	}
+	wg.Wait()
 	m.cancel()
 	var errs []error
 	for _, done := range m.done {

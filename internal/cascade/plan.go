@@ -33,9 +33,13 @@ type Output struct {
 // agent the user asks, Path[Hops] the executor that acts. Out[h] is what
 // Path[h] sends to Path[h+1], as request h+1.
 type Chain struct {
+	// Round and Index place the chain in the plan: Index is its entry
+	// agent's position in the entry layer.
 	Round, Index int
-	Path         [Hops + 1]int
-	Out          [Hops]Output
+	// Path holds the indexes of the agents, entry first.
+	Path [Hops + 1]int
+	// Out holds what each agent of Path but the executor sends on.
+	Out [Hops]Output
 }
 
 // TraceID is the chain's trace id, carried by every call of the chain.
@@ -50,16 +54,22 @@ func (c *Chain) RequestID(h int) string {
 // Plan is the traffic of a run: Rounds rounds, each with one chain per
 // entry agent. Every arm replays the same plan.
 type Plan struct {
+	// Topology is the mesh the plan runs on.
 	Topology *Topology
-	Params   Params
-	Rounds   [][]*Chain
-	byID     map[string]RequestRef
+	// Params turn the draws into outcomes.
+	Params Params
+	// Rounds holds each round's chains, in entry-layer order.
+	Rounds [][]*Chain
+	byID   map[string]RequestRef
 }
 
 // RequestRef names one request of a plan.
 type RequestRef struct {
+	// Chain is the request's chain.
 	Chain *Chain
-	Hop   int
+	// Hop is its position: 0 for the user's request, Hops for the call
+	// to the executor.
+	Hop int
 }
 
 // Params are the probabilities that turn a plan's draws into outcomes.

@@ -31,7 +31,8 @@ type Result struct {
 	Seconds float64 `json:"seconds"`
 }
 
-// RunConfig is the configuration a result was measured with.
+// RunConfig is the configuration a result was measured with: the fields of
+// Config of the same names.
 type RunConfig struct {
 	Agents           int     `json:"agents"`
 	Fanout           int     `json:"fanout"`

@@ -146,3 +146,52 @@ func TestConfigRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestRunVariants runs the paths the default configuration does not take:
+// HTTP gossip, summaries, and a mesh with nobody to stop — where every
+// request must reach its action, which also proves that the sidecars
+// authenticate every agent as attested (an unauthenticated caller would
+// score 2 and be refused every destructive task).
+func TestRunVariants(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(*Config)
+		check func(t *testing.T, res *Result)
+	}{
+		{"http gossip", func(c *Config) { c.Transport = TransportHTTP; c.Arms = []string{ArmIATP} }, func(t *testing.T, res *Result) {
+			if a := res.Arms[0]; a.Transport != TransportHTTP || a.Slashes == 0 || a.CutOffSeconds.N == 0 {
+				t.Errorf("arm %+v", a)
+			}
+		}},
+		{"summaries", func(c *Config) { c.SummaryEvery = 1; c.Arms = []string{ArmIATP} }, func(t *testing.T, res *Result) {
+			if a := res.Arms[0]; a.Slashes == 0 {
+				t.Errorf("arm %+v", a)
+			}
+		}},
+		{"nobody to stop", func(c *Config) { c.BadShare, c.Params.FalsePositive = 0, 0 }, func(t *testing.T, res *Result) {
+			if res.PoisonedChains != 0 {
+				t.Fatalf("%d poisoned chains without bad agents", res.PoisonedChains)
+			}
+			for _, a := range res.Arms {
+				if a.LegitActions != res.Chains || len(a.Refusals) != 0 || a.Slashes != 0 || !isNaN(a.PoisonedRate) {
+					t.Errorf("%s: %d of %d requests acted on, refusals %v, %d slashes, poisoned rate %v",
+						a.Name, a.LegitActions, res.Chains, a.Refusals, a.Slashes, a.PoisonedRate)
+				}
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := smallConfig()
+			cfg.Rounds = 6
+			tt.edit(&cfg)
+			res := runSmall(t, cfg)
+			for _, a := range res.Arms {
+				if a.Errors != 0 || a.SlashErrors != 0 || a.Unsettled != 0 {
+					t.Errorf("%s: %d errors, %d refused slashes, %d unsettled rounds", a.Name, a.Errors, a.SlashErrors, a.Unsettled)
+				}
+			}
+			tt.check(t, res)
+		})
+	}
+}

@@ -52,6 +52,7 @@ type Agent struct {
 // Topology is a layered mesh: every agent of one layer calls agents of the
 // next, and every agent past the first layer has at least one caller.
 type Topology struct {
+	// Agents are the agents, layer by layer.
 	Agents []Agent
 	// Layers holds the indexes of each role's agents.
 	Layers [numRoles][]int
