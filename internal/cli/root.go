@@ -82,6 +82,7 @@ the rest; "iatp completion bash|zsh|fish" prints a shell completion script.`,
 		newReputationCmd(s),
 		newSidecarCmd(s),
 		newDemoCmd(s),
+		newExperimentCmd(s),
 	)
 	root.InitDefaultCompletionCmd() // iatp completion bash|zsh|fish|powershell
 	return root

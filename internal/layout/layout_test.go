@@ -26,6 +26,9 @@ var allowed = map[string][]string{
 	"sidecar":             {"manifest", "detect", "policy", "recorder", "reputation", "reputation/gossip", "reputation/natsmesh", "identity", "pipeline", "client"},
 	"pipe":                {"manifest", "detect", "policy", "recorder", "identity", "pipeline", "pipe/frame"},
 	"pipe/frame":          {"identity"},
+	// The cascade experiment runs real sidecars and reads what their
+	// reputation nodes hold; internal/cli runs it.
+	"internal/cascade": {"sidecar", "manifest", "policy", "recorder", "reputation", "identity"},
 }
 
 // TestDependenciesPointOneWay fails when a package imports an iatp package
