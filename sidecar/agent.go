@@ -7,12 +7,72 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/iatp/iatp/internal/wire"
 	"github.com/iatp/iatp/pipeline"
 )
+
+// upstreamRequest builds the request that carries x upstream, to the
+// protected agent (ingress) or to the target (egress): its method; its
+// path and query exactly as they were checked, recorded and, on egress,
+// signed (fasthttp would otherwise normalise %41 to A and break the
+// signature); the caller's headers under the header rules; the trace id;
+// the fields the checks added (the signature); and the body. The caller
+// releases it with fasthttp.ReleaseRequest.
+func upstreamRequest(x *pipeline.Exchange) *fasthttp.Request {
+	req := fasthttp.AcquireRequest()
+	req.Header.SetNoDefaultContentType(true)
+	req.Header.SetMethod(x.Method)
+	req.SetRequestURI(x.Upstream)
+	// HostClient.DisablePathNormalizing applies to HostClient.Do only, and
+	// roundTrip writes the request itself.
+	req.URI().DisablePathNormalizing = true
+	x.UpstreamHeader(func(name, value string) { req.Header.Add(name, value) })
+	req.Header.Set(wire.TraceID, x.TraceID)
+	for _, f := range x.Added {
+		req.Header.Set(f.Name, f.Value)
+	}
+	req.SetBodyRaw(x.Body)
+	return req
+}
+
+// answerTimeout is how long x's answer may take: base, or stream for a
+// caller that asks for server-sent events.
+func answerTimeout(x *pipeline.Exchange, base, stream time.Duration) time.Duration {
+	if strings.Contains(x.Header.Get("Accept"), "text/event-stream") {
+		return stream
+	}
+	return base
+}
+
+// exchangeWith sends req through up and returns the answer: whole when it
+// is small and of known length, else as a stream. The answer's Release
+// gives its buffers back.
+func exchangeWith(ctx context.Context, up *upstream, req *fasthttp.Request, timeout time.Duration) (*pipeline.Answer, error) {
+	resp := fasthttp.AcquireResponse()
+	start := time.Now()
+	stream, err := up.roundTrip(ctx, req, resp, start.Add(timeout))
+	latency := time.Since(start)
+	if err != nil {
+		fasthttp.ReleaseResponse(resp)
+		return nil, err
+	}
+	ans := &pipeline.Answer{Status: resp.StatusCode(), Header: responseFields(&resp.Header), Latency: latency,
+		Length: -1, Release: func() { fasthttp.ReleaseResponse(resp) }}
+	if stream != nil {
+		ans.Stream = stream
+		if cl := resp.Header.ContentLength(); cl >= 0 {
+			ans.Length = int64(cl)
+		}
+	} else {
+		ans.Body = resp.Body()
+	}
+	return ans, nil
+}
 
 // bufferLimit is the largest answer of known length that is read whole
 // before it is relayed; larger answers, and answers of unknown length

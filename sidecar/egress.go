@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/iatp/iatp/client"
 	"github.com/iatp/iatp/identity"
-	"github.com/iatp/iatp/internal/wire"
 	"github.com/iatp/iatp/pipeline"
 	"github.com/iatp/iatp/policy"
 	"github.com/iatp/iatp/recorder"
@@ -140,38 +138,12 @@ func (e egressSender) Send(ctx context.Context, x *pipeline.Exchange) (*pipeline
 			up = fresh
 		}
 	}
-	req := fasthttp.AcquireRequest()
+	req := upstreamRequest(x)
 	defer fasthttp.ReleaseRequest(req)
-	req.Header.SetNoDefaultContentType(true)
-	req.Header.SetMethod(x.Method)
-	req.SetRequestURI(x.Upstream)
-	x.UpstreamHeader(func(name, value string) { req.Header.Add(name, value) })
-	req.Header.Set(wire.TraceID, x.TraceID)
-	for _, f := range x.Added {
-		req.Header.Set(f.Name, f.Value)
-	}
-	req.SetBodyRaw(x.Body)
-	timeout := s.egressTimeout()
-	if strings.Contains(x.Header.Get("Accept"), "text/event-stream") {
-		timeout = s.cfg.StreamTimeout
-	}
-	resp := fasthttp.AcquireResponse()
-	start := time.Now()
-	stream, err := up.roundTrip(ctx, req, resp, start.Add(timeout))
-	latency := time.Since(start)
+	timeout := answerTimeout(x, s.egressTimeout(), s.cfg.StreamTimeout)
+	ans, err := exchangeWith(ctx, up, req, timeout)
 	if err != nil {
-		fasthttp.ReleaseResponse(resp)
 		return nil, s.agentFailed(x, err, timeout, "")
-	}
-	ans := &pipeline.Answer{Status: resp.StatusCode(), Header: responseFields(&resp.Header), Latency: latency,
-		Length: -1, Release: func() { fasthttp.ReleaseResponse(resp) }}
-	if stream != nil {
-		ans.Stream = stream
-		if cl := resp.Header.ContentLength(); cl >= 0 {
-			ans.Length = int64(cl)
-		}
-	} else {
-		ans.Body = resp.Body()
 	}
 	return ans, nil
 }

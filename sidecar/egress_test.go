@@ -126,6 +126,27 @@ func TestEgressHandshake(t *testing.T) {
 	})
 }
 
+// TestEgressPathAsSigned sends paths whose escapes a normalising client
+// would rewrite (%41 is A, %7e is ~): A's egress signs the path as the
+// agent wrote it, so it must send that path, byte for byte, or B refuses
+// the signature; and B's agent gets the same bytes (after /proxy).
+func TestEgressPathAsSigned(t *testing.T) {
+	eachFront(t, func(t *testing.T) {
+		m := newMesh(t, "secure_bank.json", nil, nil)
+		for _, uri := range []string{"/proxy/%41b", "/proxy/a%7eb", "/proxy/a%20b", "/proxy/ab?q=%41&r=a%7Eb"} {
+			r := m.call(t, m.b.url, uri, `{"task":"balance"}`)
+			if r.status != 200 {
+				t.Errorf("%s: %d %s", uri, r.status, r.body)
+				continue
+			}
+			calls := m.b.agent.received()
+			if got, want := calls[len(calls)-1].URI, strings.TrimPrefix(uri, "/proxy"); got != want {
+				t.Errorf("B's agent got %s, want %s", got, want)
+			}
+		}
+	})
+}
+
 func TestEgressRefusesBeforeAnyByteLeaves(t *testing.T) {
 	eachFront(t, func(t *testing.T) {
 		m := newMesh(t, "untrusted_honeypot.json", nil, nil)

@@ -95,15 +95,7 @@ func (s *Sidecar) decodeFast(ctx *fasthttp.RequestCtx, x *pipeline.Exchange) {
 	x.Body = req.Body()
 	x.ContentType = string(req.Header.ContentType())
 	x.Peer = ctx.RemoteIP().String()
-	if s.cfg.PublicURL != "" {
-		x.TargetURI = s.cfg.PublicURL + string(req.RequestURI())
-	} else {
-		scheme := "http://"
-		if ctx.IsTLS() {
-			scheme = "https://"
-		}
-		x.TargetURI = scheme + string(ctx.Host()) + string(req.RequestURI())
-	}
+	x.TargetURI = s.targetURI(ctx.IsTLS(), string(ctx.Host()), x.Path, x.RawQuery)
 }
 
 // trailerFields lists the trailer lines of a chunked request, which

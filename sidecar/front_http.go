@@ -52,15 +52,31 @@ func (s *Sidecar) decodeHTTP(r *http.Request, path string, x *pipeline.Exchange)
 	} else {
 		x.Peer = r.RemoteAddr
 	}
-	if s.cfg.PublicURL != "" {
-		x.TargetURI = s.cfg.PublicURL + r.URL.RequestURI()
-	} else {
-		scheme := "http://"
-		if r.TLS != nil {
-			scheme = "https://"
-		}
-		x.TargetURI = scheme + r.Host + r.URL.RequestURI()
+	x.TargetURI = s.targetURI(r.TLS != nil, r.Host, x.Path, x.RawQuery)
+}
+
+// targetURI is the URI a signature on a request covers (@target-uri): the
+// public URL, or the scheme and Host the request came with, then its path
+// and query exactly as sent, which are what the checks saw and what the
+// agent gets. Both fronts build it here, so they verify the same bytes.
+func (s *Sidecar) targetURI(tls bool, host, path, rawQuery string) string {
+	var b strings.Builder
+	switch {
+	case s.cfg.PublicURL != "":
+		b.WriteString(s.cfg.PublicURL)
+	case tls:
+		b.WriteString("https://")
+		b.WriteString(host)
+	default:
+		b.WriteString("http://")
+		b.WriteString(host)
 	}
+	b.WriteString(path)
+	if rawQuery != "" {
+		b.WriteByte('?')
+		b.WriteString(rawQuery)
+	}
+	return b.String()
 }
 
 // readHTTPBody reads r's body into x, up to limit bytes.

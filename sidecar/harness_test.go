@@ -36,6 +36,7 @@ type agentCall struct {
 	Method, Path, Query string
 	Header              http.Header
 	Body                []byte
+	URI                 string // the request target as it arrived
 }
 
 func newTestAgent(t *testing.T) *testAgent {
@@ -45,7 +46,7 @@ func newTestAgent(t *testing.T) *testAgent {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		a.mu.Lock()
-		a.calls = append(a.calls, agentCall{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), body})
+		a.calls = append(a.calls, agentCall{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), body, r.RequestURI})
 		a.mu.Unlock()
 		switch {
 		case strings.HasPrefix(r.URL.Path, "/slow"):

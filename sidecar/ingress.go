@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 	"unsafe"
 
@@ -74,17 +73,8 @@ type agentSender struct{ s *Sidecar }
 // and the body as it was checked.
 func (a agentSender) Send(ctx context.Context, x *pipeline.Exchange) (*pipeline.Answer, *pipeline.Refusal) {
 	s := a.s
-	req := fasthttp.AcquireRequest()
+	req := upstreamRequest(x)
 	defer fasthttp.ReleaseRequest(req)
-	req.Header.SetNoDefaultContentType(true)
-	req.Header.SetMethod(x.Method)
-	req.SetRequestURI(x.Upstream)
-	// The agent receives the path that was checked, as the caller wrote it.
-	// HostClient.DisablePathNormalizing applies to HostClient.Do only, and
-	// roundTrip writes the request itself.
-	req.URI().DisablePathNormalizing = true
-	x.UpstreamHeader(func(name, value string) { req.Header.Add(name, value) })
-	req.Header.Set(wire.TraceID, x.TraceID)
 	if x.Caller.Authenticated {
 		req.Header.Set(wire.CallerID, x.Caller.AgentID)
 		req.Header.Set(wire.CallerAttested, strconv.FormatBool(x.Caller.Attested))
@@ -92,33 +82,12 @@ func (a agentSender) Send(ctx context.Context, x *pipeline.Exchange) (*pipeline.
 	if xff := x.ForwardedFor(); xff != "" {
 		req.Header.Set(wire.ForwardedFor, xff)
 	}
-	for _, f := range x.Added {
-		req.Header.Set(f.Name, f.Value)
-	}
-	req.SetBodyRaw(x.Body)
-	timeout := s.timeout
-	if strings.Contains(x.Header.Get("Accept"), "text/event-stream") {
-		timeout = s.cfg.StreamTimeout
-	}
-	resp := fasthttp.AcquireResponse()
-	start := time.Now()
-	stream, err := s.agent.roundTrip(ctx, req, resp, start.Add(timeout))
-	latency := time.Since(start)
+	timeout := answerTimeout(x, s.timeout, s.cfg.StreamTimeout)
+	ans, err := exchangeWith(ctx, s.agent, req, timeout)
 	if err != nil {
-		fasthttp.ReleaseResponse(resp)
 		return nil, s.agentFailed(x, err, timeout, s.slaNote(timeout))
 	}
-	s.metrics.latency.Observe(latency.Seconds())
-	ans := &pipeline.Answer{Status: resp.StatusCode(), Header: responseFields(&resp.Header), Latency: latency,
-		Length: -1, Release: func() { fasthttp.ReleaseResponse(resp) }}
-	if stream != nil {
-		ans.Stream = stream
-		if cl := resp.Header.ContentLength(); cl >= 0 {
-			ans.Length = int64(cl)
-		}
-	} else {
-		ans.Body = resp.Body()
-	}
+	s.metrics.latency.Observe(ans.Latency.Seconds())
 	return ans, nil
 }
 
