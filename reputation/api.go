@@ -163,7 +163,16 @@ func (n *Node) ApplyBatch(ctx context.Context, source string, evs []SignedEvent)
 	if len(items) == 0 {
 		return errs
 	}
-	err := n.submit(ctx, &job{items: items, source: source})
+	j := &job{items: items, source: source}
+	err := n.submit(ctx, j)
+	if err != nil && !j.finished() {
+		// Not applied, or still being applied: the outcomes are the
+		// writer's until it is done, and the caller hears err.
+		for k := range items {
+			errs[idx[k]] = err
+		}
+		return errs
+	}
 	for k, it := range items {
 		switch {
 		case err != nil && it.err == nil:

@@ -2,6 +2,7 @@ package reputation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -188,4 +189,31 @@ func TestCompactionKeepsScores(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(openNode(t, dir, "small", clock, reporters, small))
+}
+
+// TestApplyBatchCanceled cancels batches while the writer applies them:
+// ApplyBatch must not read outcomes the writer is still setting (go test
+// -race), and every event it reports applied is held afterwards.
+func TestApplyBatchCanceled(t *testing.T) {
+	n := openNode(t, t.TempDir(), "node", newFakeClock().Now, []string{"r1", "r2"})
+	rng := rand.New(rand.NewPCG(1, 2))
+	evs := randomEvents(t, rng, []string{"r1", "r2"}, []string{"a", "b", "c"}, 2000, time.Hour)
+	var applied []string
+	for i := 0; i+100 <= len(evs); i += 100 {
+		ctx, cancel := context.WithCancel(context.Background())
+		delay := time.Duration(rng.IntN(300)) * time.Microsecond
+		go func() { time.Sleep(delay); cancel() }()
+		for k, err := range n.ApplyBatch(ctx, "peer", evs[i:i+100]) {
+			if err == nil {
+				applied = append(applied, evs[i+k].ID)
+			} else if !errors.Is(err, context.Canceled) && !errors.Is(err, ErrDuplicate) {
+				t.Fatalf("event %d: %v", i+k, err)
+			}
+		}
+		cancel()
+	}
+	held, err := n.Events(applied)
+	if err != nil || len(held) != len(applied) {
+		t.Fatalf("%d events reported applied, %d held (%v)", len(applied), len(held), err)
+	}
 }

@@ -32,6 +32,18 @@ type job struct {
 	done   chan struct{}
 }
 
+// finished reports whether the writer is done with j, so that its items'
+// outcomes may be read. After submit gave up on a cancelled context, the
+// writer may still be applying them.
+func (j *job) finished() bool {
+	select {
+	case <-j.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // item is one event of a job and its outcome.
 type item struct {
 	ev      SignedEvent
