@@ -454,9 +454,11 @@ func (e *Engine) warnings(m *manifest.Manifest, score int) []string {
 // for operator rules: attested callers count as verified_partner (8),
 // callers with a pinned key as trusted (6), authenticated callers without
 // either as standard (4), anonymous callers as unknown (2) — the lower bound
-// of each level's reputation band — lowered by a reputation below neutral
-// as scores are (PROTOCOL §2), and never above what the reputation's own
-// level allows.
+// of each level's reputation band. A reputation below neutral lowers both:
+// the level to the reputation's own when that is lower, and the score by
+// each point lost, rounded up, as scores are (PROTOCOL §2). A reputation
+// at or above neutral changes nothing, so a caller's trust never drops as
+// its reputation rises (a held 5.10 counts as no reputation at all).
 func CallerTrust(c Caller) (manifest.TrustLevel, int) {
 	level := manifest.Unknown
 	switch {
@@ -467,7 +469,7 @@ func CallerTrust(c Caller) (manifest.TrustLevel, int) {
 	case c.Authenticated:
 		level = manifest.Standard
 	}
-	if r := c.Reputation; r.Known && r.Level.Valid() && !r.Level.AtLeast(level) {
+	if r := c.Reputation; r.Penalty() > 0 && r.Level.Valid() && !r.Level.AtLeast(level) {
 		level = r.Level
 	}
 	band := int(manifest.BandFloor(level) / 100)

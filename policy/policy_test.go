@@ -335,6 +335,12 @@ func TestCallerTrust(t *testing.T) {
 		{"attested with low reputation", Caller{Authenticated: true, Attested: true, Reputation: rep(350)}, manifest.Unknown, 0},
 		{"attested with good reputation", Caller{Authenticated: true, Attested: true, Reputation: rep(900)}, manifest.VerifiedPartner, 8},
 		{"attested slightly below neutral", Caller{Authenticated: true, Attested: true, Reputation: rep(450)}, manifest.Standard, 3},
+		// A reputation at or above neutral is no reputation at all: one
+		// success summary (5.10) must not cost an attested caller 4 points.
+		{"attested at neutral", Caller{Authenticated: true, Attested: true, Reputation: rep(500)}, manifest.VerifiedPartner, 8},
+		{"attested just above neutral", Caller{Authenticated: true, Attested: true, Reputation: rep(510)}, manifest.VerifiedPartner, 8},
+		{"attested in the trusted band", Caller{Authenticated: true, Attested: true, Reputation: rep(650)}, manifest.VerifiedPartner, 8},
+		{"pinned just above neutral", Caller{Authenticated: true, TrustLevel: manifest.Trusted, Reputation: rep(510)}, manifest.Trusted, 6},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -343,6 +349,29 @@ func TestCallerTrust(t *testing.T) {
 				t.Errorf("CallerTrust = %s %d, want %s %d", level, score, tt.wantLevel, tt.wantScore)
 			}
 		})
+	}
+}
+
+// TestCallerTrustMonotone walks every reputation from 0 to 10 for every
+// kind of caller: a better reputation never gives a lower score.
+func TestCallerTrustMonotone(t *testing.T) {
+	for _, c := range []Caller{
+		{AgentID: "unknown"}, {Authenticated: true}, {Authenticated: true, TrustLevel: manifest.Trusted},
+		{Authenticated: true, Attested: true},
+	} {
+		prev := -1
+		for h := int64(0); h <= 1000; h++ {
+			c.Reputation = rep(h)
+			_, score := CallerTrust(c)
+			if score < prev {
+				t.Fatalf("%+v: score %d at reputation %d, %d just below", c, score, h, prev)
+			}
+			prev = score
+		}
+		c.Reputation = Reputation{}
+		if _, none := CallerTrust(c); none != prev {
+			t.Errorf("%+v: %d without a reputation, %d at 10.00", c, none, prev)
+		}
 	}
 }
 
