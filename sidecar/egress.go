@@ -171,14 +171,7 @@ func (s *Sidecar) egressOutcome(x *pipeline.Exchange, status int, r *pipeline.Re
 func (s *Sidecar) serveEgress(ctx *fasthttp.RequestCtx) {
 	defer s.recoverFast(ctx)
 	x := pipeline.Acquire()
-	req := &ctx.Request
-	x.Kind = pipeline.Egress
-	x.Method = method(req.Header.Method())
-	x.TargetURI = string(req.Header.RequestURI())
-	x.Header = copyFields(req.Header.All())
-	x.Body = req.Body()
-	x.ContentType = string(req.Header.ContentType())
-	x.Peer = ctx.RemoteIP().String()
+	s.decodeEgressFast(ctx, x)
 	var a *pipeline.Answer
 	switch {
 	case x.Method != http.MethodConnect:
@@ -196,6 +189,18 @@ func (s *Sidecar) serveEgress(ctx *fasthttp.RequestCtx) {
 	}
 	writeFast(ctx, a)
 	pipeline.Finish(x)
+}
+
+// decodeEgressFast fills x from a request to the egress proxy.
+func (s *Sidecar) decodeEgressFast(ctx *fasthttp.RequestCtx, x *pipeline.Exchange) {
+	req := &ctx.Request
+	x.Kind = pipeline.Egress
+	x.Method = method(req.Header.Method())
+	x.TargetURI = string(req.Header.RequestURI())
+	x.Header = copyFields(req.Header.All())
+	x.Body = req.Body()
+	x.ContentType = string(req.Header.ContentType())
+	x.Peer = ctx.RemoteIP().String()
 }
 
 // splice relays bytes both ways between a caller and a tunnel's target

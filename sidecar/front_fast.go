@@ -25,11 +25,11 @@ import (
 var panics atomic.Int64
 
 // fastServer builds a fasthttp server with the sidecar's limits around
-// handler: serveFast (the ingress) or serveEgress.
-func (s *Sidecar) fastServer(handler fasthttp.RequestHandler) *fasthttp.Server {
+// handler: serveFast (the ingress) or serveEgress (egress true).
+func (s *Sidecar) fastServer(handler fasthttp.RequestHandler, egress bool) *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:      handler,
-		ErrorHandler: s.fastError,
+		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) { s.fastError(ctx, err, egress) },
 		// The header timeout: fasthttp's ReadTimeout covers reading the
 		// request headers; once they are in, HeaderReceived allows the
 		// body ReadTimeout.
@@ -145,7 +145,8 @@ func writeFast(ctx *fasthttp.RequestCtx, a *pipeline.Answer) {
 // fastError answers requests fasthttp could not read: too large (413),
 // headers too large (431), too slow (408), malformed (400). Those for the
 // protected call are recorded like any refusal.
-func (s *Sidecar) fastError(ctx *fasthttp.RequestCtx, err error) {
+func (s *Sidecar) fastError(ctx *fasthttp.RequestCtx, err error, egress bool) {
+	defer s.recoverFast(ctx)
 	var r *pipeline.Refusal
 	var small *fasthttp.ErrSmallBuffer
 	switch {
@@ -156,34 +157,60 @@ func (s *Sidecar) fastError(ctx *fasthttp.RequestCtx, err error) {
 	case isTimeout(err):
 		r = pipeline.Refuse(http.StatusRequestTimeout, pipeline.BadBody, "the request was not received in time")
 	default:
-		r = pipeline.Refuse(http.StatusBadRequest, pipeline.BadBody, "malformed HTTP request: "+err.Error())
+		r = pipeline.Refuse(http.StatusBadRequest, pipeline.BadBody, "malformed HTTP request: "+readError(err))
 	}
 	s.log.Debug("unreadable request", "status", r.Status, "cause", pipeline.ScrubbedText(err.Error()))
 	x := pipeline.Acquire()
 	defer pipeline.Finish(x)
-	if _, ok := wire.SplitProxy(b2s(ctx.Request.URI().PathOriginal())); ok && errors.Is(err, fasthttp.ErrBodyTooLarge) {
+	_, proxied := wire.SplitProxy(b2s(ctx.Request.URI().PathOriginal()))
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) && (egress || proxied) {
 		// The headers were read: the request goes through the same checks
 		// as on any front, in the same order, and its body check refuses.
-		s.decodeFast(ctx, x)
+		p := s.ingress
+		if egress {
+			s.decodeEgressFast(ctx, x)
+			p = s.egress
+		} else {
+			s.decodeFast(ctx, x)
+		}
 		x.Body, x.BodyErr = nil, pipeline.ErrBodyTooLarge
-		writeFast(ctx, s.ingress.Serve(context.Background(), x))
+		writeFast(ctx, p.Serve(context.Background(), x))
 		return
 	}
 	if id := string(ctx.Request.Header.Peek(wire.TraceID)); usableTraceID(id) {
 		x.TraceID = id
 	}
 	var a *pipeline.Answer
-	if _, ok := wire.SplitProxy(b2s(ctx.Request.URI().PathOriginal())); ok {
+	switch {
+	case egress:
+		// Every request to the egress proxy is a call of this agent's:
+		// refused, and recorded as the egress's.
+		x.Kind = pipeline.Egress
+		x.Method = method(ctx.Request.Header.Method())
+		x.TargetURI = string(ctx.Request.Header.RequestURI())
+		a = s.egress.Refuse(context.Background(), x, r)
+	case proxied:
 		x.Method = method(ctx.Request.Header.Method())
 		x.Path = string(ctx.Request.URI().PathOriginal())
 		a = s.ingress.Refuse(context.Background(), x, r)
-	} else {
+	default:
 		if x.TraceID == "" {
 			x.TraceID = pipeline.NewTraceID()
 		}
 		a = r.Answer(x.TraceID)
 	}
 	writeFast(ctx, a)
+}
+
+// readError is what a caller is told of a request fasthttp could not read:
+// its reason, without the copy of the request's bytes fasthttp appends
+// (which would echo tokens and card numbers back), scrubbed and clipped.
+func readError(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, ": buffer size="); i >= 0 {
+		msg = msg[:i]
+	}
+	return pipeline.ScrubbedText(msg)
 }
 
 func isTimeout(err error) bool {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -286,4 +287,57 @@ func TestSensitiveTraceIDNeverUsed(t *testing.T) {
 			t.Errorf("the agent was called %d times", n)
 		}
 	})
+}
+
+// TestUnreadableRequestNotEchoed sends requests a front cannot read: the
+// 400 says why (in JSON on the fasthttp front), without the copy of the
+// request's bytes fasthttp puts in its error (the override token, a card
+// number).
+func TestUnreadableRequestNotEchoed(t *testing.T) {
+	eachFront(t, testUnreadableRequestNotEchoed)
+}
+
+func testUnreadableRequestNotEchoed(t *testing.T) {
+	h := start(t, "secure_bank.json", nil)
+	for _, req := range []string{
+		"POST /proxy HTTP/1.1\r\nHost: x\r\nX-User-Override: tok-SECRET-77\r\nX-Note: 4532015112830366\x01\r\nContent-Length: 2\r\n\r\n{}",
+		"POST /proxy HTTP/1.1\r\nHost: x\r\nX-User-Override: tok-SECRET-77\r\nX Card: 4532015112830366\r\n\r\n",
+		"POST /proxy HTTP/1.1\r\nHost: x\r\nX-User-Override: tok-SECRET-77\r\nContent-Length: 4532015112830366x\r\n\r\n",
+	} {
+		r := h.sendRaw(req)
+		if r.status < 400 {
+			continue // fasthttp read it after all: not this test's case
+		}
+		// net/http answers what it cannot read itself, in plain text.
+		if r.json["error"] == nil && !strings.HasSuffix(t.Name(), "net_http") {
+			t.Errorf("%q: %d without a JSON error: %s", req, r.status, r.body)
+		}
+		if b := string(r.body); strings.Contains(b, "tok-SECRET-77") || strings.Contains(b, "4532015112830366") {
+			t.Errorf("%q: the answer echoes the request: %s", req, b)
+		}
+	}
+}
+
+// TestEgressUnreadableRequestIsEgress sends the egress proxy a body over
+// the limit: 413, recorded as an egress refusal under its trace id.
+func TestEgressUnreadableRequestIsEgress(t *testing.T) {
+	eachFront(t, testEgressUnreadableRequestIsEgress)
+}
+
+func testEgressUnreadableRequestIsEgress(t *testing.T) {
+	m := newMesh(t, "secure_bank.json", func(c *Config) { c.MaxBodyBytes = 1 << 10 }, nil)
+	body := `{"note":"` + strings.Repeat("a", 4<<10) + `"}`
+	req := "POST " + m.b.url + "/proxy HTTP/1.1\r\nHost: " + strings.TrimPrefix(m.b.url, "http://") +
+		"\r\nX-Agent-Trace-ID: eg-big-1\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	r := (&harness{t: t, url: m.a.egressURL}).sendRaw(req)
+	if r.status != http.StatusRequestEntityTooLarge || r.json["error"] == nil {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if n := len(m.b.agent.received()); n != 0 {
+		t.Errorf("B's agent got %d calls", n)
+	}
+	tr := m.a.trace("eg-big-1")
+	if !strings.Contains(string(tr.body), `"exchange":"egress"`) {
+		t.Errorf("A's record of the refusal: %s", tr.body)
+	}
 }

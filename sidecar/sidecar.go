@@ -275,10 +275,10 @@ func (s *Sidecar) Serve(ctx context.Context, ln net.Listener) error {
 // most ShutdownTimeout, flushes and closes the flight recorder, and
 // returns nil (or the failure).
 func (s *Sidecar) ServeAll(ctx context.Context, ln, eln net.Listener) error {
-	servers := []*fasthttp.Server{s.fastServer(s.serveFast)}
+	servers := []*fasthttp.Server{s.fastServer(s.serveFast, false)}
 	listeners := []net.Listener{ln}
 	if eln != nil && s.egress != nil {
-		servers = append(servers, s.fastServer(s.serveEgress))
+		servers = append(servers, s.fastServer(s.serveEgress, true))
 		listeners = append(listeners, eln)
 	}
 	attrs := []any{"agent_id", s.cfg.Manifest.AgentID(), "agent_url", s.cfg.AgentURL, "listen", ln.Addr().String(),
