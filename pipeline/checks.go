@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/iatp/iatp/detect"
 	"github.com/iatp/iatp/identity"
 	"github.com/iatp/iatp/internal/wire"
@@ -34,6 +36,29 @@ func (Headers) Name() string { return "headers" }
 
 // Run checks x's headers.
 func (h Headers) Run(_ context.Context, x *Exchange) *Refusal {
+	if r := h.ownedAndTrace(x); r != nil {
+		return r
+	}
+	return fieldNames(x)
+}
+
+// fieldNames refuses a header or trailer whose name is not an RFC 9110
+// token: passed on, a name a server downstream reads differently is a way
+// around the header rules.
+func fieldNames(x *Exchange) *Refusal {
+	for _, fs := range [2]Fields{x.Header, x.Trailer} {
+		for _, f := range fs {
+			if !httpguts.ValidHeaderFieldName(f.Name) {
+				return Refuse(http.StatusBadRequest, Header, fmt.Sprintf(
+					"header name %q is not a valid field name (RFC 9110: letters, digits and !#$%%&'*+-.^_`|~ only)", clipName(f.Name)))
+			}
+		}
+	}
+	return nil
+}
+
+// ownedAndTrace applies the rule of owned headers and sets x.TraceID.
+func (h Headers) ownedAndTrace(x *Exchange) *Refusal {
 	for _, name := range wire.Owned {
 		if n := x.Header.Count(name); n > 1 {
 			return Refuse(http.StatusBadRequest, Header, fmt.Sprintf(
@@ -57,6 +82,14 @@ func (h Headers) Run(_ context.Context, x *Exchange) *Refusal {
 	}
 	x.TraceID = id
 	return nil
+}
+
+// clipName shortens a header name for an error message, scrubbed.
+func clipName(name string) string {
+	if len(name) > 64 {
+		name = name[:64] + "…"
+	}
+	return ScrubbedText(name)
 }
 
 // Route is the ingress route: POST /proxy or /proxy/…, with a path that

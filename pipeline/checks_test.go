@@ -51,6 +51,17 @@ func TestHeaders(t *testing.T) {
 			400, "X-Agent-Trace-ID holds sensitive data (ssn)", "fresh-1"},
 		{"email in trace id", func(x *Exchange) { x.Header = Fields{{wire.TraceID, "alice@example.com"}} },
 			400, "X-Agent-Trace-ID holds '@' at position 5", "fresh-1"},
+		{"space in a header name", func(x *Exchange) { x.Header = append(x.Header, Field{"0 0", "x"}) },
+			400, `header name "0 0" is not a valid field name`, "trace-1"},
+		{"colon in a header name", func(x *Exchange) { x.Header = append(x.Header, Field{"X-A:b", "x"}) },
+			400, `header name "X-A:b" is not a valid field name`, "trace-1"},
+		{"empty header name", func(x *Exchange) { x.Header = append(x.Header, Field{"", "x"}) },
+			400, `header name "" is not a valid field name`, "trace-1"},
+		{"bad trailer name", func(x *Exchange) { x.Trailer = Fields{{"X\tb", "x"}} },
+			400, "is not a valid field name", "trace-1"},
+		{"card in a header name, scrubbed", func(x *Exchange) { x.Header = append(x.Header, Field{"n " + card, "x"}) },
+			400, "[CREDIT_CARD_REDACTED]", "trace-1"},
+		{"every token character", func(x *Exchange) { x.Header = append(x.Header, Field{"!#$%&'*+-.^_`|~aZ09", "x"}) }, 0, "", "trace-1"},
 	}
 	// Every owned header, repeated under one spelling or two.
 	for _, name := range wire.Owned {
