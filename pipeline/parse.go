@@ -115,17 +115,27 @@ func (Detect) Run(_ context.Context, x *Exchange) *Refusal {
 	return nil
 }
 
-// scanPath percent-decodes a path (leniently) and scans it.
+// scanPath scans a path as sent and percent-decoded (leniently), and
+// returns the decoded view to record. Both forms count: "%34321112860366"
+// decodes to thirteen digits that are no card, but a server that logs the
+// path as sent keeps the fourteen after the '%', which are one.
 func scanPath(p string) (string, detect.Set) {
 	dec := unescape(p, false)
-	return dec, detect.ScanText(bytesOf(dec))
+	found := detect.ScanText(bytesOf(dec))
+	if dec != p {
+		found |= detect.ScanText(bytesOf(p))
+	}
+	return dec, found
 }
 
-// scanQuery scans a query percent-decoded and, when it holds '+',
+// scanQuery scans a query as sent, percent-decoded and, when it holds '+',
 // form-decoded too; it returns the view to record.
 func scanQuery(q string) (string, detect.Set) {
 	view := unescape(q, false)
 	found := detect.ScanText(bytesOf(view))
+	if view != q {
+		found |= detect.ScanText(bytesOf(q))
+	}
 	if strings.IndexByte(q, '+') >= 0 {
 		view = unescape(q, true)
 		found |= detect.ScanText(bytesOf(view))

@@ -142,6 +142,12 @@ func TestDetect(t *testing.T) {
 			found: cc, where: []string{"path"}, path: "/proxy/[CREDIT_CARD_REDACTED]"},
 		{name: "card with encoded spaces in the path", edit: func(x *Exchange) { x.Path = "/proxy/4532%200151%201283%200366" },
 			found: cc, where: []string{"path"}, path: "/proxy/[CREDIT_CARD_REDACTED]"},
+		// Decoded, "%34321112860366" is thirteen digits and no card; as
+		// sent, the fourteen after '%' are one (Luhn-valid, from a 3).
+		{name: "card only in the path as sent", edit: func(x *Exchange) { x.Path = "/proxy/cards/%34321112860366/" },
+			found: cc, where: []string{"path"}, path: "/proxy/cards/4321112860366/"},
+		{name: "card only in the query as sent", edit: func(x *Exchange) { x.RawQuery = "q=%34321112860366" },
+			found: cc, where: []string{"query"}, path: "/proxy", qry: "q=4321112860366"},
 		{name: "ssn in the path", edit: func(x *Exchange) { x.Path = "/proxy/p/" + ssn },
 			found: detect.Set(detect.SSN), where: []string{"path"}, path: "/proxy/p/[SSN_REDACTED]"},
 		{name: "card in the query", edit: func(x *Exchange) { x.RawQuery = "card=" + card + "&x=1" },
