@@ -419,14 +419,8 @@ type Refusal struct {
 }
 
 func (h *Handler) servePush(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r, MaxMeshBody)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	source, err := h.peer(r, body)
-	if err != nil {
-		h.fail(w, r, err)
+	body, source, ok := h.meshBody(w, r)
+	if !ok {
 		return
 	}
 	evs, refused, err := decodeEvents(body)
@@ -480,6 +474,34 @@ func decodeEvents(body []byte) ([]reputation.SignedEvent, []Refusal, error) {
 	return evs, refused, nil
 }
 
+// meshBody reads a mesh request's body and authenticates its sender, a
+// trusted reporter; it answers the refusal itself and reports false then.
+func (h *Handler) meshBody(w http.ResponseWriter, r *http.Request) (body []byte, source string, ok bool) {
+	body, err := readBody(r, MaxMeshBody)
+	if err == nil {
+		source, err = h.peer(r, body)
+	}
+	if err != nil {
+		h.fail(w, r, err)
+		return nil, "", false
+	}
+	return body, source, true
+}
+
+// meshRequest is meshBody with the body decoded as a T.
+func meshRequest[T any](h *Handler, w http.ResponseWriter, r *http.Request) (T, bool) {
+	var req T
+	body, _, ok := h.meshBody(w, r)
+	if !ok {
+		return req, false
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		h.fail(w, r, &httpError{http.StatusBadRequest, "Invalid JSON payload: " + err.Error(), err})
+		return req, false
+	}
+	return req, true
+}
+
 // DigestRequest carries the sender's window digests.
 type DigestRequest struct {
 	Windows []reputation.DigestEntry `json:"windows"`
@@ -493,18 +515,8 @@ type DigestResponse struct {
 }
 
 func (h *Handler) serveDigest(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r, MaxMeshBody)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	if _, err := h.peer(r, body); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	var req DigestRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		h.fail(w, r, &httpError{http.StatusBadRequest, "Invalid JSON payload: " + err.Error(), err})
+	req, ok := meshRequest[DigestRequest](h, w, r)
+	if !ok {
 		return
 	}
 	own := h.cfg.Node.Digest()
@@ -555,18 +567,8 @@ type IDsResponse struct {
 }
 
 func (h *Handler) serveIDs(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r, MaxMeshBody)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	if _, err := h.peer(r, body); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	var req IDsRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		h.fail(w, r, &httpError{http.StatusBadRequest, "Invalid JSON payload: " + err.Error(), err})
+	req, ok := meshRequest[IDsRequest](h, w, r)
+	if !ok {
 		return
 	}
 	limit := req.Limit
@@ -594,18 +596,8 @@ type FetchRequest struct {
 }
 
 func (h *Handler) serveFetch(w http.ResponseWriter, r *http.Request) {
-	body, err := readBody(r, MaxMeshBody)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	if _, err := h.peer(r, body); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	var req FetchRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		h.fail(w, r, &httpError{http.StatusBadRequest, "Invalid JSON payload: " + err.Error(), err})
+	req, ok := meshRequest[FetchRequest](h, w, r)
+	if !ok {
 		return
 	}
 	if len(req.IDs) > MaxEventsPerRequest {
