@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/iatp/iatp/identity"
+	"github.com/iatp/iatp/internal/wire"
 	"github.com/iatp/iatp/reputation"
 )
 
@@ -380,9 +380,9 @@ func (g *Gossip) call(ctx context.Context, p *peer, route string, v, out any) er
 		return err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
+	data, err := wire.ReadAll(resp.Body, maxAnswerBytes)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: answer: %w", route, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s: %s: %s", route, resp.Status, truncate(string(data), 200))

@@ -26,7 +26,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -36,6 +35,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/iatp/iatp/identity"
+	"github.com/iatp/iatp/internal/wire"
 	"github.com/iatp/iatp/reputation"
 )
 
@@ -208,12 +208,12 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, &httpError{http.StatusRequestEntityTooLarge, "request body larger than the limit", nil}
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		return nil, &httpError{http.StatusBadRequest, "cannot read the request body", err}
-	}
-	if int64(len(body)) > limit {
+	body, err := wire.ReadAll(r.Body, limit)
+	switch {
+	case errors.Is(err, wire.ErrTooLarge):
 		return nil, &httpError{http.StatusRequestEntityTooLarge, "request body larger than the limit", nil}
+	case err != nil:
+		return nil, &httpError{http.StatusBadRequest, "cannot read the request body", err}
 	}
 	return body, nil
 }
