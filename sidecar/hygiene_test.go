@@ -341,3 +341,28 @@ func testEgressUnreadableRequestIsEgress(t *testing.T) {
 		t.Errorf("A's record of the refusal: %s", tr.body)
 	}
 }
+
+// TestInvalidHeaderNameRefused sends header names that are not RFC 9110
+// tokens, on ingress and through the egress proxy: refused with 400, and
+// nothing reaches an agent.
+func TestInvalidHeaderNameRefused(t *testing.T) {
+	eachFront(t, func(t *testing.T) {
+		m := newMesh(t, "secure_bank.json", nil, nil)
+		host := strings.TrimPrefix(m.b.url, "http://")
+		for _, tc := range []struct{ where, url, target string }{
+			{"ingress", m.b.url, "/proxy"},
+			{"egress", m.a.egressURL, m.b.url + "/proxy"},
+		} {
+			for _, name := range []string{"0 0", "X-Note "} {
+				r := (&harness{t: t, url: tc.url}).sendRaw("POST " + tc.target + " HTTP/1.1\r\nHost: " + host +
+					"\r\n" + name + ": x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+				if r.status != http.StatusBadRequest {
+					t.Errorf("%s, header %q: %d %s", tc.where, name, r.status, r.body)
+				}
+			}
+		}
+		if n := len(m.b.agent.received()); n != 0 {
+			t.Errorf("B's agent got %d calls", n)
+		}
+	})
+}
