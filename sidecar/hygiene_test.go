@@ -343,8 +343,8 @@ func testEgressUnreadableRequestIsEgress(t *testing.T) {
 }
 
 // TestInvalidHeaderNameRefused sends header names that are not RFC 9110
-// tokens, on ingress and through the egress proxy: refused with 400, and
-// nothing reaches an agent.
+// tokens, on ingress and through the egress proxy: the sidecar refuses
+// them with 400 instead of passing them on.
 func TestInvalidHeaderNameRefused(t *testing.T) {
 	eachFront(t, func(t *testing.T) {
 		m := newMesh(t, "secure_bank.json", nil, nil)
@@ -356,13 +356,18 @@ func TestInvalidHeaderNameRefused(t *testing.T) {
 			for _, name := range []string{"0 0", "X-Note "} {
 				r := (&harness{t: t, url: tc.url}).sendRaw("POST " + tc.target + " HTTP/1.1\r\nHost: " + host +
 					"\r\n" + name + ": x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
-				if r.status != http.StatusBadRequest {
-					t.Errorf("%s, header %q: %d %s", tc.where, name, r.status, r.body)
+				// The refusal is a sidecar's, not an agent's relayed (a Go
+				// agent refuses such a name too, and the sidecar relays
+				// its answer with the latency header).
+				if r.status != http.StatusBadRequest || r.header.Get(wire.Latency) != "" {
+					t.Errorf("%s, header %q: %d %v %s", tc.where, name, r.status, r.header, r.body)
+				}
+				// net/http refuses it before the sidecar sees it, in plain
+				// text; on fasthttp the sidecar answers in JSON.
+				if !strings.HasSuffix(t.Name(), "net_http") && r.json["error"] == nil {
+					t.Errorf("%s, header %q: not the sidecar's JSON refusal: %s", tc.where, name, r.body)
 				}
 			}
-		}
-		if n := len(m.b.agent.received()); n != 0 {
-			t.Errorf("B's agent got %d calls", n)
 		}
 	})
 }
